@@ -1,0 +1,64 @@
+"""The application factory: settings, database, key ring, blueprints and error format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_migrate import Migrate
+from sqlalchemy import event
+
+from idp import http_errors
+from idp.models import db
+from idp.runtime import EXTENSION_KEY, build_runtime
+from idp.settings import Settings, load_settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+migrate = Migrate()
+
+
+def project_base_dir(app: Flask) -> Path:
+    """Where relative paths in settings point: the folder holding ``instance/``."""
+    return Path(app.instance_path).parent
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    app = Flask("idp")
+    settings = (settings or load_settings()).anchored(project_base_dir(app))
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_body,
+        MAX_FORM_MEMORY_SIZE=settings.max_body,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = build_runtime(settings)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _tune_sqlite)
+
+    from idp.oauth import discovery
+    from idp.observability import health
+
+    app.register_blueprint(discovery.blueprint)
+    app.register_blueprint(health.blueprint)
+    http_errors.register(app)
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets gunicorn workers read while one writes; foreign keys are off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,340 @@
+"""The ``idp`` command: Flask's click machinery around the application factory."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import AppGroup, ScriptInfo
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp.admin import clients as client_admin
+from idp.admin import tenants as tenant_admin
+from idp.errors import IdpError
+from idp.keys import KeyRecord
+from idp.models import DEFAULT_TENANT, Client, db
+from idp.runtime import runtime
+from idp.settings import SIGNING_ALGS, load_settings
+from idp.users.records import user_record
+from idp.users.service import create_user
+
+cli = AppGroup("idp", help="idp: OAuth 2.0 / OpenID Connect authorization server.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def emit(data: Any, as_json: bool, describe: Callable[[Any], str]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        click.echo(describe(item))
+
+
+def _describe_fields(record: dict[str, Any]) -> str:
+    return "  ".join(f"{name}={value}" for name, value in record.items() if value is not None)
+
+
+# -- init / serve ------------------------------------------------------------------
+
+
+def _prepare_sqlite_dir(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@cli.command("init")
+@json_option
+def init_command(as_json: bool) -> None:
+    """Create or migrate the schema, the default tenant and the first keys."""
+    from flask_migrate import upgrade
+
+    from idp.app import MIGRATIONS_DIR
+
+    rt = runtime()
+    url = rt.settings.database_url
+    _prepare_sqlite_dir(url)
+    try:
+        with db.engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if hasattr(exc, "orig") else exc).strip().splitlines()[0]
+        raise IdpError(f"cannot reach database {_safe_url(url)}: {reason}") from None
+    upgrade(directory=str(MIGRATIONS_DIR))
+    tenant_admin.ensure_tenant(DEFAULT_TENANT)
+    records = rt.key_store.initialise(rt.settings.signing_alg)
+    summary = {
+        "database": _safe_url(url),
+        "keys_dir": str(rt.key_store.directory),
+        "tenant": DEFAULT_TENANT,
+        "keys": [r.as_json() for r in records],
+    }
+    emit(summary, as_json, lambda s: f"idp initialised: {s['database']}, keys in {s['keys_dir']}")
+
+
+@cli.command("serve", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve_command(host: str, port: int, workers: int) -> None:
+    """Serve the app with gunicorn."""
+    load_settings()  # a bad setting stops here with one line, not in every worker
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:idp.observability.gunicorn_conf",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "idp.wsgi:app",
+    ]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 -- fixed argv, no shell
+
+
+# -- tenants ----------------------------------------------------------------------
+
+tenants = AppGroup("tenants", help="Manage tenants.")
+cli.add_command(tenants)
+
+
+def _tenant_record(tenant: Any) -> dict[str, Any]:
+    return {"name": tenant.name, "created_at": tenant.created_at.isoformat(timespec="seconds")}
+
+
+@tenants.command("create")
+@click.argument("name")
+@json_option
+def tenants_create(name: str, as_json: bool) -> None:
+    emit(_tenant_record(tenant_admin.create_tenant(name)), as_json, _describe_fields)
+
+
+@tenants.command("list")
+@json_option
+def tenants_list(as_json: bool) -> None:
+    emit([_tenant_record(t) for t in tenant_admin.list_tenants()], as_json, _describe_fields)
+
+
+# -- clients ----------------------------------------------------------------------
+
+clients = AppGroup("clients", help="Manage OAuth clients.")
+cli.add_command(clients)
+
+
+def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise IdpError(f"cannot read JWKS file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise IdpError(f"JWKS file {path} is not valid JSON: {exc}") from None
+
+
+def _describe_client(record: dict[str, Any]) -> str:
+    shown = {k: v for k, v in record.items() if k != "jwks"}
+    return _describe_fields(shown)
+
+
+@clients.command("create")
+@click.option("--name", required=True)
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
+@click.option(
+    "--auth-method",
+    required=True,
+    type=click.Choice(["private_key_jwt", "client_secret_basic", "client_secret_post"]),
+)
+@click.option("--jwks-file", type=click.Path(dir_okay=False))
+@click.option("--jwks-uri")
+@click.option("--grant-types", default="client_credentials", show_default=True)
+@click.option("--scope", default="", help="Space-separated scopes the client may ask for.")
+@click.option("--access-token-ttl", type=int)
+@click.option("--refresh-token-ttl", type=int)
+@json_option
+def clients_create(
+    name: str,
+    tenant: str,
+    auth_method: str,
+    jwks_file: str | None,
+    jwks_uri: str | None,
+    grant_types: str,
+    scope: str,
+    access_token_ttl: int | None,
+    refresh_token_ttl: int | None,
+    as_json: bool,
+) -> None:
+    """Register a client; a generated client_secret is shown once."""
+    spec = client_admin.ClientSpec(
+        name=name,
+        tenant=tenant,
+        auth_method=auth_method,
+        grant_types=[g.strip() for g in grant_types.split(",") if g.strip()],
+        scope=scope,
+        jwks=_read_jwks_file(jwks_file),
+        jwks_uri=jwks_uri,
+        access_token_ttl=access_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
+    )
+    client, secret = client_admin.create_client(spec, runtime().settings.insecure_jwks_uri)
+    record = client_admin.client_record(client)
+    if secret:
+        record["client_secret"] = secret
+    emit(record, as_json, _describe_client)
+
+
+@clients.command("list")
+@json_option
+def clients_list(as_json: bool) -> None:
+    records = [client_admin.client_record(c) for c in client_admin.list_clients()]
+    emit(records, as_json, _describe_client)
+
+
+@clients.command("show")
+@click.argument("client_id")
+@json_option
+def clients_show(client_id: str, as_json: bool) -> None:
+    emit(client_admin.client_record(client_admin.get_client(client_id)), as_json, _describe_client)
+
+
+@clients.command("delete")
+@click.argument("client_id")
+@json_option
+def clients_delete(client_id: str, as_json: bool) -> None:
+    client = client_admin.delete_client(client_id)
+    emit({"client_id": client.id, "deleted": True}, as_json, _describe_fields)
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@json_option
+def clients_rotate_secret(client_id: str, as_json: bool) -> None:
+    """Replace the client's secret; the new one is shown once and the old stops working."""
+    client, secret = client_admin.rotate_client_secret(client_id)
+    emit({"client_id": client.id, "client_secret": secret}, as_json, _describe_fields)
+
+
+# -- users ------------------------------------------------------------------------
+
+users = AppGroup("users", help="Manage users.")
+cli.add_command(users)
+
+
+@users.command("create")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
+@click.option("--username", required=True)
+@click.option("--email")
+@click.option("--scope", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@json_option
+def users_create(
+    tenant: str, username: str, email: str | None, scope: str, password_stdin: bool, as_json: bool
+) -> None:
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise IdpError("--password-stdin given but standard input held no password")
+    user = create_user(tenant, username, password, email, scope)
+    emit(user_record(user), as_json, _describe_fields)
+
+
+# -- keys -------------------------------------------------------------------------
+
+keys = AppGroup("keys", help="Manage signing keys.")
+cli.add_command(keys)
+
+
+def _describe_key(record: dict[str, Any]) -> str:
+    return (
+        f"{record['kid']}  {record['alg']:<6} {record['state']:<8} created {record['created_at']}"
+        + (f"  activated {record['activated_at']}" if record["activated_at"] else "")
+        + (f"  retired {record['retired_at']}" if record["retired_at"] else "")
+    )
+
+
+def _key_json(records: Iterable[KeyRecord]) -> list[dict[str, Any]]:
+    return [r.as_json() for r in records]
+
+
+@keys.command("list")
+@json_option
+def keys_list(as_json: bool) -> None:
+    emit(_key_json(runtime().key_store.records()), as_json, _describe_key)
+
+
+@keys.command("generate")
+@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Default: IDP_SIGNING_ALG.")
+@json_option
+def keys_generate(alg: str | None, as_json: bool) -> None:
+    """Add a next key (published now, signing after the next rotation)."""
+    rt = runtime()
+    record = rt.key_store.generate(alg or rt.settings.signing_alg)
+    emit(record.as_json(), as_json, _describe_key)
+
+
+@keys.command("rotate")
+@click.option("--force", is_flag=True, help="Rotate even if the next key is younger than max-age.")
+@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Alg of the new next key.")
+@json_option
+def keys_rotate(force: bool, alg: str | None, as_json: bool) -> None:
+    """next → active, active → retired, and a new next key."""
+    rt = runtime()
+    records = rt.key_store.rotate(
+        alg or rt.settings.signing_alg, min_next_age=rt.settings.jwks_max_age, force=force
+    )
+    emit(_key_json(records), as_json, _describe_key)
+
+
+def longest_access_token_ttl() -> int:
+    settings = runtime().settings
+    longest_client = db.session.scalar(select(func.max(Client.access_token_ttl))) or 0
+    return max(settings.access_token_ttl, longest_client)
+
+
+@keys.command("prune")
+@click.option("--force", is_flag=True, help="Also remove retired keys still inside the window.")
+@json_option
+def keys_prune(force: bool, as_json: bool) -> None:
+    """Remove retired keys that no unexpired token can still need."""
+    rt = runtime()
+    window = longest_access_token_ttl() + rt.settings.clock_skew
+    result = rt.key_store.prune(min_retired_age=window, force=force)
+    emit(_key_json(result.removed), as_json, lambda r: f"removed {_describe_key(r)}")
+    if result.kept_young:
+        kids = ", ".join(r.kid for r in result.kept_young)
+        raise IdpError(
+            f"refusing to prune {kids}: retired less than {window} s ago (longest access-token "
+            "lifetime plus clock skew), so tokens it signed may still be valid; "
+            "wait, or pass --force"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from idp.app import create_app
+
+    info = ScriptInfo(create_app=create_app, set_debug_flag=False)
+    try:
+        cli.main(args=argv, prog_name="idp", obj=info)
+    except IdpError as exc:
+        click.echo(f"idp: error: {exc}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        click.echo(f"idp: error: database: {reason} (did you run 'idp init'?)", err=True)
+        sys.exit(1)

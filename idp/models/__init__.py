@@ -1,0 +1,25 @@
+"""Typed SQLAlchemy 2 models; importing this package registers every table on ``db``."""
+
+from idp.models.audit import AuditEvent
+from idp.models.base import Base, db, utcnow
+from idp.models.clients import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, Client
+from idp.models.tenants import DEFAULT_TENANT, Tenant
+from idp.models.tokens import RefreshToken, ReplayEntry, RevokedAccessToken
+from idp.models.users import User
+
+__all__ = [
+    "AUTH_METHODS",
+    "DEFAULT_TENANT",
+    "GRANT_TYPES",
+    "SECRET_AUTH_METHODS",
+    "AuditEvent",
+    "Base",
+    "Client",
+    "RefreshToken",
+    "ReplayEntry",
+    "RevokedAccessToken",
+    "Tenant",
+    "User",
+    "db",
+    "utcnow",
+]

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.models.base import Base, new_uuid, utcnow
+from idp.models.tenants import Tenant
+
+_ALIVE = text("deleted_at IS NULL")
+
+
+class User(Base):
+    __tablename__ = "users"
+    # Uniqueness holds among live users only, so a soft-deleted name can be reused.
+    __table_args__ = (
+        Index(
+            "uq_users_tenant_username",
+            "tenant_id",
+            "username",
+            unique=True,
+            sqlite_where=_ALIVE,
+            postgresql_where=_ALIVE,
+        ),
+        Index(
+            "uq_users_client_client_user_id",
+            "client_id",
+            "client_user_id",
+            unique=True,
+            sqlite_where=_ALIVE,
+            postgresql_where=_ALIVE,
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    client_user_id: Mapped[str | None] = mapped_column(String(200))
+    username: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    user_type: Mapped[str] = mapped_column(String(32), default="user")
+    managed_by: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    password_changed_at: Mapped[datetime | None]
+    locked: Mapped[bool] = mapped_column(default=False)
+    bad_attempts: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    last_accessed: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")

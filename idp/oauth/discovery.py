@@ -1,0 +1,42 @@
+"""RFC 8414 / OIDC discovery documents and the public JWKS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from idp.runtime import runtime
+from idp.settings import SIGNING_ALGS
+
+blueprint = Blueprint("discovery", __name__)
+
+
+def server_metadata() -> dict[str, Any]:
+    settings = runtime().settings
+    issuer = settings.issuer
+    return {
+        "issuer": issuer,
+        "jwks_uri": f"{issuer}/oidc/jwks",
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
+    }
+
+
+@blueprint.get("/.well-known/openid-configuration")
+@blueprint.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    response = jsonify(server_metadata())
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.get("/oidc/jwks")
+def jwks() -> Response:
+    keys = runtime().key_ring.current()
+    max_age = runtime().settings.jwks_max_age
+    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": keys.etag}
+    if keys.etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    return Response(keys.jwks_body, mimetype="application/jwk-set+json", headers=headers)

@@ -1,0 +1,1 @@
+"""The user directory: password policy, hashing and user lifecycle."""

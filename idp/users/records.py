@@ -1,0 +1,33 @@
+"""The Moneyhub-style (camelCase) JSON view of a user."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from idp.models import User
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def user_record(user: User) -> dict[str, Any]:
+    return {
+        "userId": user.id,
+        "clientUserId": user.client_user_id,
+        "clientId": user.client_id,
+        "tenant": user.tenant.name,
+        "username": user.username,
+        "email": user.email,
+        "scopes": list(user.scopes),
+        "userType": user.user_type,
+        "managedBy": user.managed_by,
+        "createdAt": rfc3339(user.created_at),
+        "updatedAt": rfc3339(user.updated_at),
+        "lastAccessed": rfc3339(user.last_accessed),
+        "deletedAt": rfc3339(user.deleted_at),
+        "locked": user.locked,
+    }
