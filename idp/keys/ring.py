@@ -43,7 +43,7 @@ class LoadedKeys:
         return KeySet([self.active])
 
 
-EMPTY = LoadedKeys(records=(), active=None, jwks_body=b'{"keys":[]}', etag='"empty"')
+EMPTY = LoadedKeys(records=(), active=None, jwks_body=b'{"keys":[]}', etag="empty")
 
 
 def _fingerprint(path: Path) -> tuple[int, int, int] | None:
@@ -64,7 +64,7 @@ def load_keys(store: KeyStore) -> LoadedKeys:
         if record.state == "active":
             active = key
     body = json.dumps({"keys": public}, separators=(",", ":")).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    etag = hashlib.sha256(body).hexdigest()[:32]
     return LoadedKeys(records=tuple(records), active=active, jwks_body=body, etag=etag)
 
 

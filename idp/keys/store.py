@@ -25,7 +25,8 @@ LOCK = ".lock"
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    # Whole seconds: what the manifest stores is exactly what callers get back.
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _iso(moment: datetime | None) -> str | None:

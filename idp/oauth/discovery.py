@@ -36,7 +36,10 @@ def metadata() -> Response:
 def jwks() -> Response:
     keys = runtime().key_ring.current()
     max_age = runtime().settings.jwks_max_age
-    headers = {"Cache-Control": f"public, max-age={max_age}", "ETag": keys.etag}
-    if keys.etag in request.if_none_match:
-        return Response(status=304, headers=headers)
-    return Response(keys.jwks_body, mimetype="application/jwk-set+json", headers=headers)
+    if request.if_none_match.contains(keys.etag):
+        response = Response(status=304)
+    else:
+        response = Response(keys.jwks_body, mimetype="application/jwk-set+json")
+    response.set_etag(keys.etag)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    return response
