@@ -33,18 +33,23 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_body,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = build_runtime(settings)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _tune_sqlite)
+        engine = db.engine
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _tune_sqlite)
+    app.extensions[EXTENSION_KEY] = build_runtime(settings, engine)
 
-    from idp.oauth import discovery
-    from idp.observability import health
+    from idp.oauth import discovery, endpoints
+    from idp.oauth.server import init_authorization_server
+    from idp.observability import health, metrics
 
+    init_authorization_server(app, app.extensions[EXTENSION_KEY])
     app.register_blueprint(discovery.blueprint)
+    app.register_blueprint(endpoints.blueprint)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(metrics.blueprint)
     http_errors.register(app)
     return app
 

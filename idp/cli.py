@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,9 @@ def init_command(as_json: bool) -> None:
 def serve_command(host: str, port: int, workers: int) -> None:
     """Serve the app with gunicorn."""
     load_settings()  # a bad setting stops here with one line, not in every worker
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers share metrics through files; a fresh folder per server start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
     argv = [
         sys.executable,
         "-m",

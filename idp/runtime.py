@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 import redis
 from flask import Flask, current_app
+from sqlalchemy.engine import Engine
 
 from idp.keys import KeyRing, KeyStore
 from idp.settings import Settings
+from idp.stores import ReplayStore, RevocationList
+from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationList
+from idp.stores.redis_store import RedisReplayStore, RedisRevocationList
 
 EXTENSION_KEY = "idp"
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -20,9 +24,11 @@ class Runtime:
     key_store: KeyStore
     key_ring: KeyRing
     redis: redis.Redis | None
+    replay_store: ReplayStore
+    revocation_list: RevocationList
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, engine: Engine) -> Runtime:
     store = KeyStore(settings.keys_dir)
     client = None
     if settings.redis_url:
@@ -31,7 +37,20 @@ def build_runtime(settings: Settings) -> Runtime:
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
-    return Runtime(settings=settings, key_store=store, key_ring=KeyRing(store), redis=client)
+    replay_store: ReplayStore
+    revocation_list: RevocationList
+    if client is not None:
+        replay_store, revocation_list = RedisReplayStore(client), RedisRevocationList(client)
+    else:
+        replay_store, revocation_list = DatabaseReplayStore(engine), DatabaseRevocationList(engine)
+    return Runtime(
+        settings=settings,
+        key_store=store,
+        key_ring=KeyRing(store),
+        redis=client,
+        replay_store=replay_store,
+        revocation_list=revocation_list,
+    )
 
 
 def runtime(app: Flask | None = None) -> Runtime:

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from idp.oauth.client_auth import ASSERTION_ALGS
+from idp.oauth.server import CLIENT_AUTH_METHODS, GRANT_TYPES_SUPPORTED
 from idp.runtime import runtime
 from idp.settings import SIGNING_ALGS
 
@@ -17,7 +19,11 @@ def server_metadata() -> dict[str, Any]:
     issuer = settings.issuer
     return {
         "issuer": issuer,
+        "token_endpoint": settings.token_endpoint,
         "jwks_uri": f"{issuer}/oidc/jwks",
+        "grant_types_supported": GRANT_TYPES_SUPPORTED,
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "response_types_supported": [],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),

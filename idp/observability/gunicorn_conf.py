@@ -15,3 +15,11 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 preload_app = True
 # Gunicorn 24+ opens a control socket at a fixed path; several idp servers on one host would clash.
 control_socket_disable = True
+
+
+def child_exit(server, worker):
+    # Drop the dead worker's live gauges from the multiprocess metrics files.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

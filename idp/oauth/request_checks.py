@@ -1,0 +1,67 @@
+"""Input rules every OAuth endpoint (token, revoke, introspect) enforces before Authlib runs.
+
+RFC 6749 §3.2 and §2.3: parameters come form-encoded in the body, each at most once,
+and a client uses exactly one authentication method per request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Request
+
+from idp.oauth.errors import ClientAuthFailed, MalformedRequest
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_PARAMETER_LENGTH = 16384
+
+
+def check_oauth_request(request: Request) -> None:
+    if request.mimetype != FORM_TYPE:
+        raise MalformedRequest("content_type", f"the body must be {FORM_TYPE}")
+    if request.args:
+        raise MalformedRequest("query", "parameters must be sent in the body, not the URL")
+    form = request.form
+    for name in form:
+        values = form.getlist(name)
+        if len(values) > 1:
+            raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
+        if len(values[0]) > MAX_PARAMETER_LENGTH:
+            raise MalformedRequest("too_long", f"parameter '{name}' is too long")
+    _check_client_authentication(request)
+
+
+def _check_client_authentication(request: Request) -> None:
+    form = request.form
+    authorization = request.headers.get("Authorization")
+    presented = [
+        authorization is not None,
+        "client_secret" in form,
+        "client_assertion" in form or "client_assertion_type" in form,
+    ]
+    if sum(presented) > 1:
+        raise MalformedRequest("auth_methods", "use exactly one client authentication method")
+    if authorization is not None:
+        _check_basic(authorization)
+    if presented[2]:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise ClientAuthFailed(
+                "assertion_type", f"client_assertion_type must be {ASSERTION_TYPE}"
+            )
+        if not form.get("client_assertion"):
+            raise ClientAuthFailed("malformed", "client_assertion is missing")
+
+
+def _check_basic(authorization: str) -> None:
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise ClientAuthFailed("basic", "only the Basic authorization scheme is accepted here")
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ClientAuthFailed("basic", "malformed Basic credentials") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id or not secret:
+        raise ClientAuthFailed("basic", "malformed Basic credentials")

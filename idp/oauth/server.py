@@ -1,0 +1,61 @@
+"""Authlib's AuthorizationServer wired to idp's clients, grants, token format and stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import grants
+from flask import Flask, Response, current_app
+
+from idp.oauth.client_auth import PrivateKeyJWTAuth
+from idp.oauth.client_keys import ClientKeyResolver
+from idp.oauth.clients import query_client
+from idp.oauth.token_format import AccessTokenGenerator
+from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
+from idp.runtime import Runtime
+
+SERVER_KEY = "idp.oauth"
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+GRANT_TYPES_SUPPORTED = ["client_credentials"]
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+
+class IdpAuthorizationServer(AuthorizationServer):
+    def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
+        if error.error == "invalid_client":
+            # RFC 6749 §5.2 lets any client-auth failure be 401; idp always answers 401.
+            error.status_code = 401
+        TOKEN_FAILURES.labels(error.error, getattr(error, "rule", "protocol")).inc()
+        return super().handle_error_response(request, error)
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
+        response = super().handle_response(status_code, payload, headers)
+        response.headers.update(NO_STORE)
+        return response
+
+
+def _save_token(token: dict[str, Any], request: Any) -> None:
+    # Access tokens are self-contained JWTs; only the metric is recorded here.
+    TOKENS_ISSUED.labels(request.payload.grant_type, request.auth_method).inc()
+
+
+def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer:
+    server = IdpAuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=_save_token)
+    server.register_token_generator("default", AccessTokenGenerator(rt.settings, rt.key_ring))
+    server.register_client_auth_method(
+        "private_key_jwt", PrivateKeyJWTAuth(rt.settings, rt.replay_store, ClientKeyResolver())
+    )
+    server.register_grant(ClientCredentialsGrant)
+    app.extensions[SERVER_KEY] = server
+    return server
+
+
+def authorization_server() -> IdpAuthorizationServer:
+    return current_app.extensions[SERVER_KEY]
