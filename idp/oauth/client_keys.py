@@ -55,11 +55,13 @@ def fetch_jwks(uri: str) -> KeySet:
                 raise ClientKeyError("jwks_uri_fetch", f"jwks_uri answered {response.status_code}")
             body = _read_limited(response)
     except requests.RequestException as exc:
-        raise ClientKeyError("jwks_uri_fetch", f"jwks_uri fetch failed ({type(exc).__name__})")
+        reason = f"jwks_uri fetch failed ({type(exc).__name__})"
+        raise ClientKeyError("jwks_uri_fetch", reason) from None
     try:
         return KeySet.import_key_set(validate_client_jwks(json.loads(body)))
     except (ValueError, IdpError, JoseError) as exc:
-        raise ClientKeyError("jwks_uri_invalid", f"jwks_uri returned no usable JWKS: {exc}")
+        reason = f"jwks_uri returned no usable JWKS: {exc}"
+        raise ClientKeyError("jwks_uri_invalid", reason) from None
 
 
 def _read_limited(response: requests.Response) -> bytes:

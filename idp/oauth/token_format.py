@@ -14,7 +14,7 @@ from idp.keys import KeyRing
 from idp.oauth.clients import OAuthClient
 from idp.settings import Settings
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 -- a media type, not a secret
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):
