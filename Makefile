@@ -1,0 +1,69 @@
+# idp — set-up, serve and test entry points (see SPEC.md §1).
+#
+#   make serve   venv + package, `idp init`, then serve on http://127.0.0.1:8000
+#   make test    venv + dev extras, server binaries, pytest in both profiles
+#   make lint    ruff check + ruff format --check
+#   make clean   remove the venv and build/test leftovers
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+PYTEST_ARGS ?=
+
+# Stamps: the venv is (re)installed when pyproject.toml changes.
+DEV_STAMP := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
+
+.PHONY: venv .venv serve test lint clean
+
+# `make .venv` / `make venv`: the virtualenv with the dev extras.
+venv .venv: $(DEV_STAMP)
+
+# Create the virtualenv itself. A fresh Debian has python3 but often not the
+# venv module (package python3-venv); install it when root, else say so.
+$(BIN)/python:
+	@if ! $(PYTHON) -m venv $(VENV); then \
+	    rm -rf $(VENV); \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "make: installing python3-venv with apt-get"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get -q update </dev/null && \
+	        DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends python3-venv </dev/null && \
+	        $(PYTHON) -m venv $(VENV); \
+	    else \
+	        echo "make: '$(PYTHON) -m venv' failed; install the python3-venv package" >&2; exit 1; \
+	    fi; \
+	fi
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+serve: $(RUN_STAMP)
+	$(BIN)/idp init
+	$(BIN)/idp serve --host $(HOST) --port $(PORT)
+
+# Both profiles always run; the target fails if either failed.
+test: $(DEV_STAMP)
+	tests/support/ensure-servers
+	@status=0; \
+	echo "== pytest --profile embedded"; \
+	$(BIN)/pytest --profile embedded $(PYTEST_ARGS) || status=1; \
+	echo "== pytest --profile production"; \
+	$(BIN)/pytest --profile production $(PYTEST_ARGS) || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see the runs above)" >&2; fi; \
+	exit $$status
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check idp tests bench
+	$(BIN)/ruff format --check idp tests bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
