@@ -9,6 +9,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from idp.errors import KeyStoreError
 from idp.models import db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import check_oauth_request
@@ -30,6 +31,11 @@ def token() -> Response:
         response = server.create_token_response()
     except OAuth2Error as error:
         response = server.handle_error_response(None, error)
+    except KeyStoreError as exc:
+        logger.error("token endpoint: %s", exc)
+        response = server.handle_error_response(
+            None, TemporarilyUnavailable("no signing key available; try again later")
+        )
     except SQLAlchemyError as exc:
         db.session.rollback()
         logger.error("token endpoint: database error %s", type(exc).__name__)

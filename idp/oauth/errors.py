@@ -6,17 +6,23 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 
 
+def safe_description(text: str) -> str:
+    """RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E in error_description."""
+    cleaned = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in text)
+    return cleaned[:300]
+
+
 class ClientAuthFailed(InvalidClientError):
     """invalid_client with the name of the rule that failed (a bounded metrics label)."""
 
     def __init__(self, rule: str, description: str) -> None:
-        super().__init__(description=description, status_code=401)
+        super().__init__(description=safe_description(description), status_code=401)
         self.rule = rule
 
 
 class MalformedRequest(InvalidRequestError):
     def __init__(self, rule: str, description: str) -> None:
-        super().__init__(description=description)
+        super().__init__(description=safe_description(description))
         self.rule = rule
 
 
