@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
+
+import requests
 
 
 def fetch_kids(base_url: str) -> list[str]:
-    request = urllib.request.Request(f"{base_url}/oidc/jwks", headers={"Connection": "close"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return [key["kid"] for key in json.load(response)["keys"]]
+    # A fresh connection each time, so the two workers both get asked.
+    response = requests.get(f"{base_url}/oidc/jwks", headers={"Connection": "close"}, timeout=5)
+    return [key["kid"] for key in response.json()["keys"]]
 
 
 def test_rotation_reaches_every_worker_within_five_seconds(app, idp_env, live_server, run_idp):
