@@ -1,0 +1,35 @@
+"""Gunicorn settings for running idp without the ``idp serve`` wrapper.
+
+From the checkout (or /app in the Docker image):
+
+    gunicorn -c config/gunicorn.conf.py wsgi:app
+
+Every setting comes from ``idp.observability.gunicorn_conf``, the module that
+``idp serve`` uses too: sync workers, access log without query strings,
+preload_app, and so on. Bind address and worker count below match the
+``idp serve`` defaults. To override them:
+
+* on the command line, which wins over this file:
+      gunicorn -c config/gunicorn.conf.py --bind 0.0.0.0:8000 --workers 4 wsgi:app
+* in the environment:
+      export GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000 --workers 4"
+      gunicorn -c config/gunicorn.conf.py wsgi:app
+* or by editing ``bind`` / ``workers`` in a copy of this file.
+
+``idp serve --host H --port P --workers N`` is the same thing with flags.
+"""
+
+import os
+import tempfile
+
+from idp.observability.gunicorn_conf import *  # noqa: F403
+
+bind = "127.0.0.1:8000"
+workers = 2
+
+# Workers pool their Prometheus samples in this folder so /metrics adds them up.
+# `idp serve` makes a fresh one per start; do the same here unless one is set.
+# prometheus_client reads the variable when it is imported, which with
+# preload_app happens after this file has run.
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
