@@ -13,6 +13,7 @@ from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationList
 from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationList
 from idp.stores.redis_store import RedisReplayStore, RedisRevocationList
+from idp.verify import LocalJwks, TokenVerifier
 
 EXTENSION_KEY = "idp"
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -26,6 +27,7 @@ class Runtime:
     redis: redis.Redis | None
     replay_store: ReplayStore
     revocation_list: RevocationList
+    verifier: TokenVerifier
 
 
 def build_runtime(settings: Settings, engine: Engine) -> Runtime:
@@ -43,13 +45,28 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         replay_store, revocation_list = RedisReplayStore(client), RedisRevocationList(client)
     else:
         replay_store, revocation_list = DatabaseReplayStore(engine), DatabaseRevocationList(engine)
+    key_ring = KeyRing(store)
+
+    def published_jwks() -> tuple[str, bytes]:
+        keys = key_ring.current()
+        return keys.etag, keys.jwks_body
+
+    # The users API verifies tokens exactly as an external resource server would.
+    verifier = TokenVerifier(
+        issuer=settings.issuer,
+        audience=settings.issuer,
+        jwks=LocalJwks(published_jwks),
+        revocations=revocation_list,
+        leeway=settings.clock_skew,
+    )
     return Runtime(
         settings=settings,
         key_store=store,
-        key_ring=KeyRing(store),
+        key_ring=key_ring,
         redis=client,
         replay_store=replay_store,
         revocation_list=revocation_list,
+        verifier=verifier,
     )
 
 

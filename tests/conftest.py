@@ -38,11 +38,12 @@ def database_url(profile: str, request: pytest.FixtureRequest, tmp_path_factory:
         url = server.url("idp_test")
     else:
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'idp.sqlite3'}"
-    _migrate(url, tmp_path_factory.mktemp("migrate-keys"))
+    migrate_database(url, tmp_path_factory.mktemp("migrate-keys"))
     return url
 
 
-def _migrate(url: str, keys_dir: Path) -> None:
+def migrate_database(url: str, keys_dir: Path) -> None:
+    """Bring a database to the migration head, as ``idp init`` does."""
     from flask_migrate import upgrade
 
     app = create_app(load_settings({"IDP_DATABASE_URL": url, "IDP_KEYS_DIR": str(keys_dir)}))

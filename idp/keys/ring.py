@@ -15,7 +15,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
@@ -41,6 +43,18 @@ class LoadedKeys:
         if self.active is None:
             raise KeyStoreError("no active signing key")
         return KeySet([self.active])
+
+    def sign(self, claims: dict[str, Any], typ: str) -> str:
+        """A JWS signed by the active key, naming it by ``kid``, with its own alg.
+
+        The alg is passed explicitly: joserfc otherwise allows only its "recommended"
+        algorithms, which leave out PS256 and EdDSA.
+        """
+        signing_set = self.signing_set
+        key = signing_set.keys[0]
+        alg = str(key.alg)
+        header = {"typ": typ, "alg": alg, "kid": key.kid}
+        return jwt.encode(header, claims, signing_set, algorithms=[alg])
 
 
 EMPTY = LoadedKeys(records=(), active=None, jwks_body=b'{"keys":[]}', etag="empty")

@@ -13,6 +13,18 @@ from idp.settings import SIGNING_ALGS
 
 blueprint = Blueprint("discovery", __name__)
 
+SCOPES_SUPPORTED = [
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "user:self",
+    "user:create",
+    "user:read",
+    "user:update",
+    "user:delete",
+]
+
 
 def server_metadata() -> dict[str, Any]:
     settings = runtime().settings
@@ -21,6 +33,12 @@ def server_metadata() -> dict[str, Any]:
         "issuer": issuer,
         "token_endpoint": settings.token_endpoint,
         "jwks_uri": f"{issuer}/oidc/jwks",
+        "revocation_endpoint": f"{issuer}/oidc/revoke",
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/oidc/introspect",
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "userinfo_endpoint": f"{issuer}/oidc/userinfo",
+        "scopes_supported": SCOPES_SUPPORTED,
         "grant_types_supported": GRANT_TYPES_SUPPORTED,
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),

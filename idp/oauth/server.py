@@ -6,24 +6,27 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import grants
 from flask import Flask, Response, current_app
 
 from idp.oauth.client_auth import PrivateKeyJWTAuth
 from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import query_client
+from idp.oauth.grants import (
+    CLIENT_AUTH_METHODS,
+    ClientCredentialsGrant,
+    PasswordGrant,
+    RefreshTokenGrant,
+)
+from idp.oauth.refresh_tokens import new_refresh_token
+from idp.oauth.token_endpoints import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_format import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
 from idp.runtime import Runtime
 
 SERVER_KEY = "idp.oauth"
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-GRANT_TYPES_SUPPORTED = ["client_credentials"]
+GRANT_TYPES_SUPPORTED = ["client_credentials", "password", "refresh_token"]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+__all__ = ["CLIENT_AUTH_METHODS", "GRANT_TYPES_SUPPORTED", "init_authorization_server"]
 
 
 class IdpAuthorizationServer(AuthorizationServer):
@@ -41,18 +44,23 @@ class IdpAuthorizationServer(AuthorizationServer):
 
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
-    # Access tokens are self-contained JWTs; only the metric is recorded here.
+    # Access tokens are self-contained JWTs and grants store refresh tokens themselves;
+    # the endpoint commits once the whole response is ready.
     TOKENS_ISSUED.labels(request.payload.grant_type, request.auth_method).inc()
 
 
 def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer:
     server = IdpAuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=_save_token)
-    server.register_token_generator("default", AccessTokenGenerator(rt.settings, rt.key_ring))
+    generator = AccessTokenGenerator(rt.settings, rt.key_ring, new_refresh_token)
+    server.register_token_generator("default", generator)
     server.register_client_auth_method(
         "private_key_jwt", PrivateKeyJWTAuth(rt.settings, rt.replay_store, ClientKeyResolver())
     )
-    server.register_grant(ClientCredentialsGrant)
+    for grant in (ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant):
+        server.register_grant(grant)
+    server.register_endpoint(IdpRevocationEndpoint)
+    server.register_endpoint(IdpIntrospectionEndpoint)
     app.extensions[SERVER_KEY] = server
     return server
 

@@ -7,7 +7,6 @@ from typing import Any
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from idp.keys import KeyRing
@@ -46,9 +45,7 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         self, client: OAuthClient, grant_type: str, user: Any, scope: str
     ) -> str:
         # Authlib's version signs with joserfc's "recommended" algorithms only (no PS256,
-        # no EdDSA) and cannot follow a rotation to another alg, so signing happens here.
-        signing_set = self.get_jwks()
-        key = signing_set.keys[0]
+        # no EdDSA) and cannot follow a rotation to another alg, so the key ring signs.
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -64,6 +61,4 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         if user and (auth_time := self.get_auth_time(user)):
             claims["auth_time"] = auth_time
         claims.update(self.get_extra_claims(client, grant_type, user, scope))
-        alg = key.alg or self.settings.signing_alg
-        header = {"typ": ACCESS_TOKEN_TYPE, "alg": alg, "kid": key.kid}
-        return jwt.encode(header, claims, signing_set, algorithms=[alg])
+        return self.key_ring.current().sign(claims, typ=ACCESS_TOKEN_TYPE)

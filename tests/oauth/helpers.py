@@ -94,3 +94,52 @@ def assertion_form(signed: str, **extra: str) -> dict[str, str]:
 def basic(client_id: str, secret: str) -> dict[str, str]:
     token = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+PASSWORD = "Correct-Horse-9"
+
+
+def make_user(
+    app: Flask,
+    username: str = "alice",
+    scope: str = "",
+    tenant: str = "default",
+    password: str = PASSWORD,
+    email: str | None = None,
+) -> str:
+    from idp.users.service import create_user
+
+    with app.app_context():
+        return create_user(tenant, username, password, email or f"{username}@example.com", scope).id
+
+
+def password_client(
+    app: Flask,
+    scope: str = "openid profile email user:self offline_access",
+    grant_types: tuple[str, ...] = ("password", "refresh_token"),
+    **fields: Any,
+):
+    client_id, secret = register(
+        app,
+        auth_method="client_secret_basic",
+        grant_types=list(grant_types),
+        scope=scope,
+        **fields,
+    )
+    return client_id, secret
+
+
+def login(
+    http: Any,
+    client: tuple[str, str],
+    username: str = "alice",
+    password: str = PASSWORD,
+    **extra: str,
+) -> Any:
+    form = {"grant_type": "password", "username": username, "password": password, **extra}
+    return http.post("/oidc/token", data=form, headers=basic(*client))
+
+
+def refresh(http: Any, client: tuple[str, str], token: str, **extra: str) -> Any:
+    form = {"grant_type": "refresh_token", "refresh_token": token, **extra}
+    return http.post("/oidc/token", data=form, headers=basic(*client))

@@ -30,7 +30,8 @@ def test_client_secret_basic(http, secret_basic) -> None:
 
 def test_client_secret_basic_wrong_secret_is_401_with_a_basic_challenge(http, secret_basic):
     client_id, secret = secret_basic
-    response = http.post("/oidc/token", data=CC, headers=basic(client_id, secret[:-1] + "A"))
+    wrong = secret[:-1] + ("B" if secret.endswith("A") else "A")
+    response = http.post("/oidc/token", data=CC, headers=basic(client_id, wrong))
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
     assert response.headers["WWW-Authenticate"].startswith("Basic ")

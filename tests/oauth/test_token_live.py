@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from idp.keys import KeyStore
+from idp.models import db
 from idp.oauth import client_keys
-from tests.conftest import ISSUER
+from tests.conftest import ISSUER, migrate_database
 from tests.oauth.helpers import assertion, assertion_form, client_key, register
 
 
@@ -165,24 +166,22 @@ def test_replay_store_down_fails_closed_with_503(make_app, profile, request, tmp
     if profile == "production":
         redis = request.getfixturevalue("stoppable_redis")
         app = make_app(IDP_REDIS_URL=redis.url(0))
-        stop = redis.stop
+        break_replay_store = redis.stop
     else:
-        app = make_app()
-        engine_url = app.config["SQLALCHEMY_DATABASE_URI"]
-        assert engine_url.startswith("sqlite")
-        stop = None
+        # Embedded: the replay cache is a table; a private database loses it mid-flight.
+        url = f"sqlite:///{tmp_path / 'private.sqlite3'}"
+        migrate_database(url, tmp_path / "migrate-keys")
+        app = make_app(IDP_DATABASE_URL=url)
+
+        def break_replay_store() -> None:
+            with app.app_context():
+                db.session.execute(db.text("DROP TABLE replay_entries"))
+                db.session.commit()
+
     key = client_key()
     client_id, _ = register(app, key=key)
     http = app.test_client()
-    if stop is None:
-        # Embedded: the replay table lives in the database; make it unwritable.
-        from idp.models import ReplayEntry, db
-
-        with app.app_context():
-            db.session.execute(db.text(f"DROP TABLE {ReplayEntry.__tablename__}"))
-            db.session.commit()
-    else:
-        stop()
+    break_replay_store()
     response = http.post("/oidc/token", data=assertion_form(assertion(key, client_id)))
     assert response.status_code == 503
     assert response.get_json()["error"] == "temporarily_unavailable"

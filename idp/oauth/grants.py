@@ -1,0 +1,179 @@
+"""The three token grants on Authlib's grant classes, with the rules Authlib leaves to us:
+user-aware scopes, invalid_grant for bad credentials, rotation and reuse detection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
+
+from idp import audit
+from idp.models import User, db, utcnow
+from idp.oauth import refresh_tokens
+from idp.oauth.clients import OAuthClient
+from idp.oauth.id_token import id_token_for
+from idp.runtime import runtime
+from idp.users import lockout
+from idp.users.authentication import SignInFailure, sign_in
+
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+# Scopes any signed-in user holds, on top of the scopes granted to the user record.
+USER_BASE_SCOPES = ("openid", "profile", "email", "offline_access", "user:self")
+BAD_CREDENTIALS = "invalid username or password"
+
+
+class IdpUser:
+    """Authlib's view of a user."""
+
+    def __init__(self, row: User) -> None:
+        self.row = row
+
+    def get_user_id(self) -> str:
+        return self.row.id
+
+
+def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
+    """requested, within the client scopes and the user scopes plus the base scopes.
+
+    No scope requested means the whole allowed set.
+    """
+    user_side = set(user.scopes) | set(USER_BASE_SCOPES)
+    allowed = [scope for scope in client.row.scopes if scope in user_side]
+    if requested is None or not requested.strip():
+        if not allowed:
+            raise InvalidScopeError("the client and the user share no scope")
+        return " ".join(allowed)
+    wanted = list(dict.fromkeys(requested.split()))
+    if any(scope not in allowed for scope in wanted):
+        raise InvalidScopeError()
+    return " ".join(wanted)
+
+
+def user_is_usable(user: User | None, auth_time: Any) -> bool:
+    if user is None or user.deleted_at is not None or lockout.is_locked(user, utcnow()):
+        return False
+    # A password reset after the login ends every session of that login.
+    return user.password_changed_at is None or user.password_changed_at <= auth_time
+
+
+class _UserTokenGrant:
+    """Shared tail of the password and refresh grants: issue, add id_token, store refresh."""
+
+    request: Any
+
+    def authenticate_token_endpoint_client(self) -> OAuthClient:
+        # Authlib's password grant sets request.client only after authenticate_user,
+        # which needs the client's tenant.
+        client = super().authenticate_token_endpoint_client()  # type: ignore[misc]
+        self.request.client = client
+        return client
+
+    def issue(self, user: User, scope: str, lineage_of: Any) -> dict[str, Any]:
+        client: OAuthClient = self.request.client
+        with_refresh = client.check_grant_type("refresh_token")
+        token = self.generate_token(  # type: ignore[attr-defined]
+            user=IdpUser(user), scope=scope, include_refresh_token=with_refresh
+        )
+        if "openid" in scope.split():
+            token["id_token"] = id_token_for(client, user, lineage_of.auth_time)
+        if "refresh_token" in token:
+            refresh_tokens.store(
+                token["refresh_token"], lineage_of, client.get_client_id(), user.id, user.tenant_id
+            )
+        return token
+
+
+class PasswordGrant(_UserTokenGrant, grants.ResourceOwnerPasswordCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def authenticate_user(self, username: str, password: str) -> IdpUser:
+        client: OAuthClient = self.request.client
+        try:
+            user = sign_in(
+                client.row.tenant_id,
+                client.tenant_name,
+                client.get_client_id(),
+                username,
+                password,
+                runtime().settings,
+            )
+        except SignInFailure as failure:
+            error = InvalidGrantError(BAD_CREDENTIALS)
+            error.rule = failure.reason  # type: ignore[attr-defined]
+            raise error from None
+        return IdpUser(user)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        user: User = self.request.user.row
+        client: OAuthClient = self.request.client
+        scope = user_scope(client, user, self.request.payload.scope)
+        lifetime = client.row.refresh_token_ttl
+        if lifetime is None:
+            lifetime = runtime().settings.refresh_token_ttl
+        lineage = refresh_tokens.fresh_lineage(scope, lifetime, utcnow())
+        token = self.issue(user, scope, lineage)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Any:
+        client: OAuthClient = self.request.client
+        try:
+            row = refresh_tokens.consume(refresh_token, client.get_client_id())
+        except refresh_tokens.RefreshTokenReused as reuse:
+            family_id, user_id = reuse.row.family_id, reuse.row.user_id
+            revoked = refresh_tokens.revoke_family(family_id)
+            audit.record(
+                "refresh_reuse_detected",
+                tenant=client.tenant_name,
+                client_id=client.get_client_id(),
+                user_id=user_id,
+                family_id=family_id,
+                revoked=revoked,
+            )
+            db.session.commit()
+            error = InvalidGrantError("refresh token was already used; its sessions are revoked")
+            error.rule = "reuse"  # type: ignore[attr-defined]
+            raise error from None
+        return _RefreshTokenView(row) if row is not None else None
+
+    def authenticate_user(self, refresh_token: Any) -> IdpUser | None:
+        row = refresh_token.row
+        user = db.session.get(User, row.user_id)
+        return IdpUser(user) if user_is_usable(user, row.auth_time) else None
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        refresh_token = self.request.refresh_token
+        user = self.authenticate_user(refresh_token)
+        if user is None:
+            raise InvalidGrantError("the user of this refresh token can no longer sign in")
+        scope = self.request.payload.scope or refresh_token.get_scope()
+        lineage = refresh_tokens.child_lineage(refresh_token.row)
+        token = self.issue(user.row, scope, lineage)
+        self.request.user = user
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def revoke_old_credential(self, refresh_token: Any) -> None:
+        """Nothing to do: consuming the token already marked it used."""
+
+
+class _RefreshTokenView:
+    """What Authlib's refresh grant asks of a stored token."""
+
+    def __init__(self, row: Any) -> None:
+        self.row = row
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return client.get_client_id() == self.row.client_id
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS

@@ -1,0 +1,62 @@
+"""Password sign-in: the same work and the same answer for every kind of failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from idp import audit
+from idp.models import User, db, utcnow
+from idp.settings import Settings
+from idp.users import lockout
+from idp.users.passwords import hash_password, needs_rehash, verify_password
+
+# Verified when the username is unknown, so that case costs what a real check costs.
+_DUMMY_HASH = hash_password("idp-dummy-password-for-timing")
+
+
+@dataclass(frozen=True)
+class SignInFailure(Exception):
+    reason: str  # for audit and metrics only; never shown to the caller
+
+
+def sign_in(
+    tenant_id: int,
+    tenant_name: str,
+    client_id: str,
+    username: str,
+    password: str,
+    settings: Settings,
+) -> User:
+    """Return the user, or raise SignInFailure after recording the failure durably."""
+    now = utcnow()
+    user = db.session.scalar(
+        select(User).where(
+            User.tenant_id == tenant_id, User.username == username, User.deleted_at.is_(None)
+        )
+    )
+    stored_hash = user.password_hash if user is not None and user.password_hash else None
+    matches = verify_password(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    context = {"tenant": tenant_name, "client_id": client_id}
+    if user is None:
+        _fail("login_failure", "unknown_user", context)
+    if lockout.is_locked(user, now):
+        _fail("login_failure", "locked", context | {"user_id": user.id})
+    if not matches:
+        count = lockout.record_failure(user.id, settings, now)
+        if count == settings.lockout_threshold:
+            audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
+        _fail("login_failure", "bad_password", context | {"user_id": user.id})
+    lockout.record_success(user.id, now)
+    db.session.refresh(user)
+    if needs_rehash(stored_hash):
+        user.password_hash = hash_password(password)
+    audit.record("login_success", user_id=user.id, **context)
+    return user
+
+
+def _fail(event: str, reason: str, context: dict) -> None:
+    audit.record(event, reason=reason, **context)
+    db.session.commit()
+    raise SignInFailure(reason)

@@ -1,0 +1,152 @@
+"""SPEC §4.2 refresh_token: rotation, family reuse detection, narrowing, user state, races."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import requests
+from freezegun import freeze_time
+
+from idp.models import AuditEvent, RefreshToken, User, db, utcnow
+from idp.oauth.refresh_tokens import token_hash
+from idp.users.passwords import hash_password
+from tests.oauth.helpers import basic, login, make_user, password_client, refresh
+
+
+@pytest.fixture
+def client(app):
+    return password_client(app, scope="openid profile email user:self user:read")
+
+
+@pytest.fixture
+def alice(app):
+    return make_user(app, "alice", scope="user:read")
+
+
+@pytest.fixture
+def session(http, client, alice):
+    body = login(http, client, scope="openid user:read user:self").get_json()
+    return body["refresh_token"]
+
+
+def test_refresh_rotates_the_token(http, app, client, session) -> None:
+    first = refresh(http, client, session)
+    assert first.status_code == 200, first.get_json()
+    body = first.get_json()
+    assert body["refresh_token"] != session
+    assert body["scope"] == "openid user:read user:self" and "id_token" in body
+    assert first.headers["Cache-Control"] == "no-store"
+    with app.app_context():
+        stored = db.session.query(RefreshToken).all()
+        assert len(stored) == 2
+        assert all(row.token_hash != session for row in stored)  # only hashes are stored
+        assert {row.family_id for row in stored}.__len__() == 1
+    second = refresh(http, client, body["refresh_token"])
+    assert second.status_code == 200
+
+
+def test_reusing_a_used_token_revokes_the_whole_family(http, app, client, session) -> None:
+    newest = refresh(http, client, session).get_json()["refresh_token"]
+    reuse = refresh(http, client, session)
+    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+    dead = refresh(http, client, newest)
+    assert dead.status_code == 400 and dead.get_json()["error"] == "invalid_grant"
+    with app.app_context():
+        events = [e.event for e in db.session.query(AuditEvent).all()]
+        assert "refresh_reuse_detected" in events
+
+
+def test_scope_may_narrow_but_not_widen(http, client, session) -> None:
+    narrowed = refresh(http, client, session, scope="user:read")
+    assert narrowed.status_code == 200 and narrowed.get_json()["scope"] == "user:read"
+    # The new refresh token keeps the original scope (RFC 6749 §6).
+    again = refresh(http, client, narrowed.get_json()["refresh_token"], scope="openid user:self")
+    assert again.status_code == 200
+    widened = refresh(http, client, again.get_json()["refresh_token"], scope="user:read email")
+    assert widened.status_code == 400 and widened.get_json()["error"] == "invalid_scope"
+
+
+def test_another_client_cannot_use_it(http, app, session) -> None:
+    thief = password_client(app)
+    stolen = refresh(http, thief, session)
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+
+
+def test_a_failed_refresh_does_not_consume_the_token(http, client, session) -> None:
+    widened = refresh(http, client, session, scope="admin")
+    assert widened.status_code == 400
+    assert refresh(http, client, session).status_code == 200
+
+
+@pytest.mark.parametrize("change", ["delete", "lock", "password_reset"])
+def test_user_state_changes_kill_refresh_tokens(http, app, client, alice, session, change):
+    with app.app_context():
+        user = db.session.get(User, alice)
+        if change == "delete":
+            user.deleted_at = utcnow()
+        elif change == "lock":
+            user.locked = True
+        else:
+            user.password_hash = hash_password("Another-Password-7")
+            user.password_changed_at = utcnow() + timedelta(seconds=1)
+        db.session.commit()
+    response = refresh(http, client, session)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+
+
+def test_absolute_lifetime(http, app, alice) -> None:
+    client = password_client(app, refresh_token_ttl=600)
+    with freeze_time(utcnow() + timedelta(days=1)) as clock:
+        token = login(http, client).get_json()["refresh_token"]
+        clock.tick(timedelta(seconds=500))
+        token = refresh(http, client, token).get_json()["refresh_token"]
+        clock.tick(timedelta(seconds=101))  # 601 s after the login: past the lifetime
+        expired = refresh(http, client, token)
+        assert expired.status_code == 400 and expired.get_json()["error"] == "invalid_grant"
+
+
+def test_unknown_and_missing_refresh_tokens(http, client) -> None:
+    assert refresh(http, client, "not-a-token").get_json()["error"] == "invalid_grant"
+    missing = http.post("/oidc/token", data={"grant_type": "refresh_token"}, headers=basic(*client))
+    assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
+
+
+def test_concurrent_refreshes_succeed_at_most_once(app, idp_env, live_server, client, alice):
+    base_url = live_server(idp_env, workers=2)
+    form = {"grant_type": "password", "username": "alice", "password": "Correct-Horse-9"}
+    login_body = requests.post(
+        f"{base_url}/oidc/token", data=form, headers=basic(*client), timeout=30
+    ).json()
+    token = login_body["refresh_token"]
+    barrier = threading.Barrier(5)
+
+    def use(_: int) -> requests.Response:
+        barrier.wait(10)
+        return requests.post(
+            f"{base_url}/oidc/token",
+            data={"grant_type": "refresh_token", "refresh_token": token},
+            headers=basic(*client),
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        responses = list(pool.map(use, range(5)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) <= 1, statuses
+    assert all(status in (200, 400) for status in statuses), statuses
+    winners = [r.json()["refresh_token"] for r in responses if r.status_code == 200]
+    if winners:
+        # The loser saw a reuse: the family, including the winner's new token, is revoked.
+        after = requests.post(
+            f"{base_url}/oidc/token",
+            data={"grant_type": "refresh_token", "refresh_token": winners[0]},
+            headers=basic(*client),
+            timeout=30,
+        )
+        assert after.status_code == 400
+    with app.app_context():
+        row = db.session.query(RefreshToken).filter_by(token_hash=token_hash(token)).one()
+        assert row.used_at is not None
