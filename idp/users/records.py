@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from idp.models import User
+from idp.models import User, utcnow
+from idp.users.lockout import is_locked
 
 
 def rfc3339(moment: datetime | None) -> str | None:
@@ -29,5 +30,5 @@ def user_record(user: User) -> dict[str, Any]:
         "updatedAt": rfc3339(user.updated_at),
         "lastAccessed": rfc3339(user.last_accessed),
         "deletedAt": rfc3339(user.deleted_at),
-        "locked": user.locked,
+        "locked": is_locked(user, utcnow()),
     }

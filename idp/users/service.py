@@ -1,40 +1,209 @@
-"""User lifecycle operations shared by the CLI and the /users API."""
+"""User lifecycle operations shared by the CLI and the /users API.
+
+Each operation changes rows and adds its audit event in the caller's session; the
+caller commits once, so a failure leaves nothing half-written.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.sql import ColumnElement
+
+from idp import audit
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
-from idp.models import User, db, utcnow
+from idp.models import Tenant, User, db, utcnow
+from idp.models.base import new_uuid
+from idp.oauth.refresh_tokens import revoke_user_tokens
 from idp.scopes import parse_scope
+from idp.users import lockout
 from idp.users.passwords import check_policy, hash_password
+from idp.users.records import rfc3339
 
 
-def create_user(
-    tenant_name: str, username: str, password: str | None, email: str | None, scope: str | None
-) -> User:
-    tenant = require_tenant(tenant_name)
-    taken = db.session.scalar(
-        select(User.id).where(
-            User.tenant_id == tenant.id, User.username == username, User.deleted_at.is_(None)
-        )
+class Conflict(IdpError):
+    pass
+
+
+def _username_taken(tenant_id: int, username: str, except_id: str | None = None) -> bool:
+    query = select(User.id).where(
+        User.tenant_id == tenant_id, User.username == username, User.deleted_at.is_(None)
     )
-    if taken:
-        raise IdpError(f"user {username!r} already exists in tenant {tenant_name!r}")
+    if except_id:
+        query = query.where(User.id != except_id)
+    return db.session.scalar(query) is not None
+
+
+def _client_user_id_taken(client_id: str | None, value: str, except_id: str | None = None) -> bool:
+    query = select(User.id).where(
+        User.client_id == client_id, User.client_user_id == value, User.deleted_at.is_(None)
+    )
+    if except_id:
+        query = query.where(User.id != except_id)
+    return db.session.scalar(query) is not None
+
+
+def new_user(
+    tenant: Tenant,
+    *,
+    username: str | None,
+    password: str | None,
+    email: str | None,
+    scopes: list[str],
+    client_id: str | None = None,
+    client_user_id: str | None = None,
+) -> User:
+    if username is not None and _username_taken(tenant.id, username):
+        raise Conflict(f"user {username!r} already exists in tenant {tenant.name!r}")
+    if client_user_id is not None and _client_user_id_taken(client_id, client_user_id):
+        raise Conflict(f"clientUserId {client_user_id!r} already exists for this client")
     if password is not None:
         check_policy(password)
     now = utcnow()
     user = User(
+        id=new_uuid(),
         tenant=tenant,
         username=username,
         email=email,
-        scopes=parse_scope(scope),
+        scopes=scopes,
+        client_id=client_id,
+        client_user_id=client_user_id,
+        managed_by=client_id,
         password_hash=hash_password(password) if password is not None else None,
         password_changed_at=now if password is not None else None,
         created_at=now,
         updated_at=now,
     )
     db.session.add(user)
+    audit.record("user_created", tenant=tenant.name, client_id=client_id, user_id=user.id)
+    return user
+
+
+def create_user(
+    tenant_name: str, username: str, password: str | None, email: str | None, scope: str | None
+) -> User:
+    """The operator's path (CLI): commits at once."""
+    user = new_user(
+        require_tenant(tenant_name),
+        username=username,
+        password=password,
+        email=email,
+        scopes=parse_scope(scope),
+    )
     db.session.commit()
     return user
+
+
+def find_user(tenant_id: int, user_id: str) -> User | None:
+    if len(user_id) > 36:
+        return None
+    return db.session.scalar(
+        select(User).where(
+            User.id == user_id, User.tenant_id == tenant_id, User.deleted_at.is_(None)
+        )
+    )
+
+
+def list_users(
+    tenant_id: int, filters: dict[str, Any], limit: int, offset: int
+) -> tuple[list[User], int]:
+    conditions: list[ColumnElement[bool]] = [
+        User.tenant_id == tenant_id,
+        User.deleted_at.is_(None),
+    ]
+    for name, column in (
+        ("username", User.username),
+        ("email", User.email),
+        ("clientUserId", User.client_user_id),
+    ):
+        if filters.get(name) is not None:
+            conditions.append(column == filters[name])
+    if filters.get("locked") is not None:
+        now = utcnow()
+        locked = User.locked | (User.locked_until.is_not(None) & (User.locked_until > now))
+        conditions.append(locked if filters["locked"] else ~locked)
+    total = db.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
+    rows = db.session.scalars(
+        select(User)
+        .where(*conditions)
+        .order_by(User.created_at, User.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
+    if "clientUserId" in changes and changes["clientUserId"] is not None:
+        if _client_user_id_taken(user.client_id, changes["clientUserId"], except_id=user.id):
+            raise Conflict(f"clientUserId {changes['clientUserId']!r} already exists")
+        user.client_user_id = changes["clientUserId"]
+    elif "clientUserId" in changes:
+        user.client_user_id = None
+    if "email" in changes:
+        user.email = changes["email"]
+    if "scopes" in changes:
+        user.scopes = list(dict.fromkeys(changes["scopes"] or []))
+    user.updated_at = utcnow()
+    audit.record(
+        "user_updated",
+        tenant=user.tenant.name,
+        client_id=actor,
+        user_id=user.id,
+        fields=sorted(changes),
+    )
+    return user
+
+
+def delete_user(user: User, actor: str | None) -> int:
+    user.deleted_at = utcnow()
+    user.updated_at = user.deleted_at
+    revoked = revoke_user_tokens(user.id)
+    audit.record(
+        "user_deleted", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
+    )
+    return revoked
+
+
+def set_password(user: User, new_password: str, actor: str | None, event: str) -> int:
+    """Replace the password and end every session; returns the refresh tokens revoked."""
+    check_policy(new_password)
+    now = utcnow()
+    user.password_hash = hash_password(new_password)
+    user.password_changed_at = now
+    user.bad_attempts = 0
+    user.locked_until = None
+    user.updated_at = now
+    revoked = revoke_user_tokens(user.id)
+    audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked)
+    return revoked
+
+
+def set_lock(user: User, locked: bool, actor: str | None) -> None:
+    if locked:
+        user.locked = True
+    else:
+        lockout.unlock(user)
+    user.updated_at = utcnow()
+    event = "user_locked" if locked else "user_unlocked"
+    audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, reason="api")
+
+
+def revoke_sessions(user: User, actor: str | None) -> int:
+    revoked = revoke_user_tokens(user.id)
+    audit.record(
+        "tokens_revoked", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
+    )
+    return revoked
+
+
+def lock_status(user: User, now: datetime) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "locked": lockout.is_locked(user, now),
+        "badAttemptsSinceLastSuccessOrReset": user.bad_attempts,
+        "lastFailureDate": rfc3339(user.last_failure_at),
+    }

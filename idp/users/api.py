@@ -1,0 +1,205 @@
+"""The /users blueprint (SPEC §6): a thin layer over idp.users.service."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from sqlalchemy.exc import IntegrityError
+
+from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
+from idp.models import Tenant, User, db, utcnow
+from idp.runtime import runtime
+from idp.users import lockout, service
+from idp.users.passwords import WeakPasswordError, verify_password
+from idp.users.records import user_record
+from idp.users.schemas import (
+    ChangeOwnPassword,
+    CreateUser,
+    ListQuery,
+    LockStatus,
+    ResetPassword,
+    RevokedCount,
+    UpdateUser,
+    UserList,
+    UserOut,
+)
+from idp.verify import AccessToken
+
+blueprint = Blueprint("users", __name__)
+api = JsonApi(blueprint)
+
+
+def _tenant(token: AccessToken) -> Tenant:
+    tenant = db.session.query(Tenant).filter_by(name=token.claims.get("tenant")).one_or_none()
+    if tenant is None:
+        raise ApiProblem(401, "Unauthorized", "the token's tenant does not exist")
+    return tenant
+
+
+def _user(token: AccessToken, user_id: str) -> User:
+    user = service.find_user(_tenant(token).id, user_id)
+    if user is None:
+        raise not_found()
+    return user
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        detail = "a user with that username or clientUserId exists"
+        raise ApiProblem(409, "Conflict", detail) from None
+
+
+def _out(user: User) -> UserOut:
+    return UserOut.model_validate(user_record(user))
+
+
+def _weak(exc: WeakPasswordError) -> ApiProblem:
+    return ApiProblem(400, "Bad Request", str(exc), [{"field": "password", "message": str(exc)}])
+
+
+@api.route(
+    "/users", "POST", summary="Create a user", scope="user:create", body=CreateUser,
+    response=UserOut, status=201, errors=(409,),
+)  # fmt: skip
+def create_user(token: AccessToken, body: CreateUser) -> UserOut:
+    try:
+        user = service.new_user(
+            _tenant(token),
+            username=body.username,
+            password=body.password,
+            email=body.email,
+            scopes=list(dict.fromkeys(body.scopes or [])),
+            client_id=str(token.claims["client_id"]),
+            client_user_id=body.clientUserId,
+        )
+    except service.Conflict as exc:
+        raise ApiProblem(409, "Conflict", str(exc)) from None
+    except WeakPasswordError as exc:
+        raise _weak(exc) from None
+    _commit()
+    return _out(user)
+
+
+@api.route(
+    "/users", "GET", summary="List users", scope="user:read", query=ListQuery, response=UserList
+)
+def list_users(token: AccessToken, query: ListQuery) -> UserList:
+    filters = query.model_dump(exclude={"limit", "offset"}, exclude_none=True)
+    users, total = service.list_users(_tenant(token).id, filters, query.limit, query.offset)
+    return UserList(
+        users=[_out(u) for u in users], limit=query.limit, offset=query.offset, total=total
+    )
+
+
+@api.route("/users/me", "GET", summary="The signed-in user", scope="user:self", response=UserOut)
+def me(token: AccessToken) -> UserOut:
+    user = service.find_user(_tenant(token).id, current_token_user_id(token))
+    if user is None:
+        raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
+    return _out(user)
+
+
+@api.route(
+    "/users/me/password", "PUT", summary="Change one's own password", scope="user:self",
+    body=ChangeOwnPassword, status=204,
+)  # fmt: skip
+def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
+    user = service.find_user(_tenant(token).id, current_token_user_id(token))
+    if user is None:
+        raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
+    if not user.password_hash or not verify_password(user.password_hash, body.currentPassword):
+        lockout.record_failure(user.id, runtime().settings, utcnow())
+        db.session.commit()
+        raise ApiProblem(403, "Forbidden", "the current password is wrong")
+    try:
+        service.set_password(user, body.newPassword, None, "password_changed")
+    except WeakPasswordError as exc:
+        raise _weak(exc) from None
+    _commit()
+
+
+@api.route(
+    "/users/<user_id>", "GET", summary="Get a user", scope="user:read", response=UserOut,
+    errors=(404,),
+)  # fmt: skip
+def get_user(token: AccessToken, user_id: str) -> UserOut:
+    return _out(_user(token, user_id))
+
+
+@api.route(
+    "/users/<user_id>", "PATCH", summary="Update a user", scope="user:update", body=UpdateUser,
+    response=UserOut, errors=(404, 409),
+)  # fmt: skip
+def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
+    user = _user(token, user_id)
+    try:
+        service.update_user(user, body.model_dump(exclude_unset=True), token.claims["client_id"])
+    except service.Conflict as exc:
+        raise ApiProblem(409, "Conflict", str(exc)) from None
+    _commit()
+    return _out(user)
+
+
+@api.route(
+    "/users/<user_id>", "DELETE", summary="Delete a user (soft)", scope="user:delete",
+    status=204, errors=(404,),
+)  # fmt: skip
+def delete_user(token: AccessToken, user_id: str) -> None:
+    service.delete_user(_user(token, user_id), token.claims["client_id"])
+    _commit()
+
+
+@api.route(
+    "/users/<user_id>/password", "PUT", summary="Reset a user's password", scope="user:update",
+    body=ResetPassword, status=204, errors=(404,),
+)  # fmt: skip
+def reset_password(token: AccessToken, body: ResetPassword, user_id: str) -> None:
+    user = _user(token, user_id)
+    try:
+        service.set_password(user, body.newPassword, token.claims["client_id"], "password_reset")
+    except WeakPasswordError as exc:
+        raise _weak(exc) from None
+    _commit()
+
+
+def _set_lock(token: AccessToken, user_id: str, locked: bool) -> LockStatus:
+    user = _user(token, user_id)
+    service.set_lock(user, locked, token.claims["client_id"])
+    _commit()
+    return LockStatus.model_validate(service.lock_status(user, utcnow()))
+
+
+@api.route(
+    "/users/<user_id>/lock", "POST", summary="Lock a user", scope="user:update",
+    response=LockStatus, errors=(404,),
+)  # fmt: skip
+def lock_user(token: AccessToken, user_id: str) -> LockStatus:
+    return _set_lock(token, user_id, True)
+
+
+@api.route(
+    "/users/<user_id>/unlock", "POST", summary="Unlock a user and reset the counter",
+    scope="user:update", response=LockStatus, errors=(404,),
+)  # fmt: skip
+def unlock_user(token: AccessToken, user_id: str) -> LockStatus:
+    return _set_lock(token, user_id, False)
+
+
+@api.route(
+    "/users/<user_id>/lock-status", "GET", summary="A user's lock status", scope="user:read",
+    response=LockStatus, errors=(404,),
+)  # fmt: skip
+def lock_status(token: AccessToken, user_id: str) -> LockStatus:
+    return LockStatus.model_validate(service.lock_status(_user(token, user_id), utcnow()))
+
+
+@api.route(
+    "/users/<user_id>/revoke-tokens", "POST", summary="Revoke a user's refresh tokens",
+    scope="user:update", response=RevokedCount, errors=(404,),
+)  # fmt: skip
+def revoke_tokens(token: AccessToken, user_id: str) -> RevokedCount:
+    revoked = service.revoke_sessions(_user(token, user_id), token.claims["client_id"])
+    _commit()
+    return RevokedCount(revoked=revoked)

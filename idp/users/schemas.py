@@ -1,0 +1,102 @@
+"""Request and response shapes of the /users API: validation and the OpenAPI document
+both come from these models, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from idp.users.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
+
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=False)]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+Email = Annotated[
+    str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$")]
+Scopes = Annotated[list[Scope], Field(max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateUser(_Strict):
+    clientUserId: Text200 | None = None
+    username: Username | None = None
+    email: Email | None = None
+    password: Password | None = None
+    scopes: Scopes | None = None
+
+
+class UpdateUser(_Strict):
+    clientUserId: Text200 | None = None
+    email: Email | None = None
+    scopes: Scopes | None = None
+
+
+class ResetPassword(_Strict):
+    newPassword: Password
+
+
+class ChangeOwnPassword(_Strict):
+    currentPassword: Password
+    newPassword: Password
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+    locked: bool | None = None
+    username: Annotated[str, StringConstraints(max_length=200)] | None = None
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    clientUserId: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class UserOut(BaseModel):
+    userId: str
+    clientUserId: str | None
+    clientId: str | None
+    tenant: str
+    username: str | None
+    email: str | None
+    scopes: list[str]
+    userType: str
+    managedBy: str | None
+    createdAt: str
+    updatedAt: str
+    lastAccessed: str | None
+    deletedAt: str | None
+    locked: bool
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+    limit: int
+    offset: int
+    total: int
+
+
+class LockStatus(BaseModel):
+    username: str | None
+    locked: bool
+    badAttemptsSinceLastSuccessOrReset: int
+    lastFailureDate: str | None
+
+
+class RevokedCount(BaseModel):
+    revoked: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
