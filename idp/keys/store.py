@@ -102,6 +102,9 @@ class KeyStore:
 
     def initialise(self, alg: str) -> list[KeyRecord]:
         """Create one active and one next key when the store is empty; otherwise do nothing."""
+        existing = self.records()
+        if existing:
+            return existing  # no lock taken: the store may be a read-only secret volume
 
         def change(records: list[KeyRecord], now: datetime) -> list[KeyRecord]:
             if records:

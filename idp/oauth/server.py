@@ -26,6 +26,10 @@ from idp.runtime import Runtime
 SERVER_KEY = "idp.oauth"
 GRANT_TYPES_SUPPORTED = ["client_credentials", "password", "refresh_token"]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+UNAUTHENTICATED = (
+    "client authentication failed: unknown client, wrong secret, no credentials, "
+    "or a method the client is not registered for"
+)
 __all__ = ["CLIENT_AUTH_METHODS", "GRANT_TYPES_SUPPORTED", "init_authorization_server"]
 
 
@@ -34,6 +38,10 @@ class IdpAuthorizationServer(AuthorizationServer):
         if error.error == "invalid_client":
             # RFC 6749 §5.2 lets any client-auth failure be 401; idp always answers 401.
             error.status_code = 401
+            if (error.description or "").startswith("The client cannot authenticate"):
+                # Authlib's catch-all after every method declined: say what that means.
+                error.description = UNAUTHENTICATED
+                error.rule = "credentials"  # type: ignore[attr-defined]
         TOKEN_FAILURES.labels(error.error, getattr(error, "rule", "protocol")).inc()
         return super().handle_error_response(request, error)
 

@@ -8,7 +8,7 @@ graceful_timeout = 10
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("IDP_LOG_LEVEL", "info")
+loglevel = "info"  # override with GUNICORN_CMD_ARGS="--log-level debug"
 # The access log must never carry secrets: no query strings, no headers.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
 # Load the app once in the master so a bad setting fails before forking workers.

@@ -153,3 +153,13 @@ def test_racing_rotations_never_leave_two_active_keys(store: KeyStore) -> None:
     assert len(final["retired"]) == 24
     for record in store.records():
         assert (store.directory / f"{record.kid}.json").exists()
+
+
+def test_initialise_on_a_populated_store_writes_nothing(store: KeyStore) -> None:
+    store.initialise("ES256")
+    (store.directory / ".lock").unlink()
+    manifest_before = store.manifest_path.stat().st_mtime_ns
+    store.initialise("ES256")
+    # A read-only secret volume works: no lock file, no manifest write.
+    assert not (store.directory / ".lock").exists()
+    assert store.manifest_path.stat().st_mtime_ns == manifest_before

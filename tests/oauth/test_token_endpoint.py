@@ -35,6 +35,7 @@ def test_client_secret_basic_wrong_secret_is_401_with_a_basic_challenge(http, se
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
+    assert response.get_json()["error_description"].startswith("client authentication failed")
     assert secret[:-1] not in response.get_data(as_text=True)
 
 
