@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from idp import http_errors
 from idp.models import db
+from idp.observability.logs import configure_logging
 from idp.runtime import EXTENSION_KEY, build_runtime
 from idp.settings import Settings, load_settings
 
@@ -24,6 +25,7 @@ def project_base_dir(app: Flask) -> Path:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    configure_logging()
     app = Flask("idp")
     settings = (settings or load_settings()).anchored(project_base_dir(app))
     app.config.update(
@@ -59,9 +61,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters keeps bound values (hashes, emails) out of error messages and logs.
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+        return {"hide_parameters": True, "connect_args": {"timeout": 30}}
+    return {"hide_parameters": True, "pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -30,6 +30,8 @@ def check_oauth_request(request: Request) -> None:
             raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
         if len(values[0]) > MAX_PARAMETER_LENGTH:
             raise MalformedRequest("too_long", f"parameter '{name}' is too long")
+        if "\x00" in values[0] or "\x00" in name:
+            raise MalformedRequest("nul", "parameters must not contain NUL characters")
     _check_client_authentication(request)
 
 

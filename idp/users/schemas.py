@@ -9,12 +9,27 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from idp.users.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 
-Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=False)]
-Username = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
-Email = Annotated[
-    str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+# No control characters anywhere: PostgreSQL refuses NUL in text, and none belongs in a name.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+Username = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$",
+    ),
 ]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+Email = Annotated[
+    str,
+    StringConstraints(
+        min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+    ),
+]
+Password = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=r"^[^\x00]*$")
+]
+Filter = Annotated[str, StringConstraints(max_length=320, pattern=PRINTABLE)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$")]
 Scopes = Annotated[list[Scope], Field(max_length=64)]
 
@@ -52,9 +67,9 @@ class ListQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=200)
     offset: int = Field(default=0, ge=0, le=10_000_000)
     locked: bool | None = None
-    username: Annotated[str, StringConstraints(max_length=200)] | None = None
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    clientUserId: Annotated[str, StringConstraints(max_length=200)] | None = None
+    username: Filter | None = None
+    email: Filter | None = None
+    clientUserId: Filter | None = None
 
 
 class UserOut(BaseModel):

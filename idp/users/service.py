@@ -6,6 +6,7 @@ caller commits once, so a failure leaves nothing half-written.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from idp.scopes import parse_scope
 from idp.users import lockout
 from idp.users.passwords import check_policy, hash_password
 from idp.users.records import rfc3339
+
+_USER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class Conflict(IdpError):
@@ -98,7 +101,7 @@ def create_user(
 
 
 def find_user(tenant_id: int, user_id: str) -> User | None:
-    if len(user_id) > 36:
+    if not _USER_ID.match(user_id):
         return None
     return db.session.scalar(
         select(User).where(

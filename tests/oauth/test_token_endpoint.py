@@ -131,6 +131,7 @@ def test_per_client_access_token_ttl(http, app) -> None:
         ({"data": "grant_type=client_credentials", "content_type": "text/plain"}, 400, None),
         ({"data": "%%%%=%%%&&&=", "content_type": None}, 400, None),
         ({"data": b"\xff\xfe\x00grant_type=\xff", "content_type": None}, 400, None),
+        ({"data": "grant_type=password&username=a%00b&password=x"}, 400, None),
     ],
 )
 def test_malformed_requests_are_invalid_request(http, kwargs, status, error) -> None:

@@ -77,10 +77,20 @@ def test_list_with_pagination_and_filters(http, admin) -> None:
     assert [u["username"] for u in locked["users"]] == ["u2"]
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=201", "limit=abc", "offset=-1", "bogus=1",
-                                   "limit=5&limit=6", "locked=maybe"])  # fmt: skip
+BAD_QUERIES = [
+    "limit=0", "limit=201", "limit=abc", "offset=-1", "bogus=1", "limit=5&limit=6",
+    "locked=maybe", "username=a%00b",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("query", BAD_QUERIES)
 def test_bad_list_queries_are_400(http, admin, query) -> None:
     assert_problem(http.get(f"/users?{query}", headers=admin), 400)
+
+
+def test_malformed_user_ids_are_404(http, admin) -> None:
+    for user_id in ("not-a-uuid", "%00", "x" * 60, "00000000-0000-0000-0000-000000000000"):
+        assert_problem(http.get(f"/users/{user_id}", headers=admin), 404)
 
 
 def test_get_and_patch(http, admin) -> None:
@@ -263,6 +273,10 @@ def test_a_revoked_access_token_is_401(http, app) -> None:
         b'{"email": "no-at-sign"}',
         b'{"scopes": ["has space"]}',
         b"\xff\xfe",
+        b'{"username": "nul\\u0000byte"}',
+        b'{"email": "a\\u0000@b.c"}',
+        b'{"clientUserId": "\\u0001"}',
+        b'{"username": "lone\\ud800surrogate"}',
     ],
 )
 def test_malformed_bodies_are_400(http, admin, body) -> None:
