@@ -7,6 +7,8 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
+from idp.json_api import problem_response
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_PREFIXES = ("/users", "/openapi")
@@ -23,10 +25,7 @@ def error_response(exc: HTTPException) -> Response:
     if isinstance(exc, RequestEntityTooLarge):
         description = "request body is larger than IDP_MAX_BODY allows"
     if _wants_problem():
-        response = jsonify(
-            {"type": "about:blank", "title": exc.name, "status": status, "detail": description}
-        )
-        response.mimetype = "application/problem+json"
+        response = problem_response(status, exc.name, description)
     else:
         code = _OAUTH_CODES.get(status) or exc.name.lower().replace(" ", "_")
         response = jsonify({"error": code, "error_description": description})
