@@ -13,12 +13,13 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import Key, KeySet
 
 from idp.errors import KeyStoreError
@@ -54,6 +55,12 @@ class LoadedKeys:
         key = signing_set.keys[0]
         alg = str(key.alg)
         header = {"typ": typ, "alg": alg, "kid": key.kid}
+        if alg == "EdDSA":
+            # IDP_SIGNING_ALG names EdDSA deliberately (what most verifiers understand);
+            # joserfc's per-token RFC 9864 deprecation warning would only flood the logs.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SecurityWarning)
+                return jwt.encode(header, claims, signing_set, algorithms=[alg])
         return jwt.encode(header, claims, signing_set, algorithms=[alg])
 
 

@@ -206,3 +206,31 @@ def test_password_is_rehashed_when_parameters_change(http, app, client, alice, m
         new = db.session.get(User, alice).password_hash
     assert new != old and not passwords.needs_rehash(new)
     assert pyjwt  # PyJWT stays importable for the independent checks elsewhere
+
+
+def test_concurrent_bad_passwords_are_all_counted(make_app, idp_env, live_server) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests.oauth.helpers import basic
+
+    app = make_app(IDP_LOCKOUT_THRESHOLD="50")
+    client = password_client(app)
+    user_id = make_user(app)
+    base_url = live_server(idp_env | {"IDP_LOCKOUT_THRESHOLD": "50"}, workers=2)
+    barrier = threading.Barrier(10)
+    form = {"grant_type": "password", "username": "alice", "password": "Wrong-Horse-99"}
+
+    def attempt(_: int) -> int:
+        barrier.wait(10)
+        return requests.post(
+            f"{base_url}/oidc/token", data=form, headers=basic(*client), timeout=30
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(attempt, range(10)))
+    assert statuses == [400] * 10
+    with app.app_context():
+        assert db.session.get(User, user_id).bad_attempts == 10

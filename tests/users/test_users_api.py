@@ -312,3 +312,31 @@ def test_audit_events_for_user_changes(http, app, admin) -> None:
         "tokens_revoked", "user_deleted",
     ]  # fmt: skip
     assert GOOD_PASSWORD not in details and "Another-Pass-4" not in details
+
+
+def test_a_failure_midway_leaves_nothing_half_written(http, app, admin, monkeypatch) -> None:
+    from idp.users import service
+
+    user = create(http, admin, username="atomic", password=GOOD_PASSWORD).get_json()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("storage failed midway")
+
+    monkeypatch.setattr(service, "revoke_user_tokens", broken)
+    for method, path, body in (
+        ("delete", f"/users/{user['userId']}", None),
+        ("put", f"/users/{user['userId']}/password", {"newPassword": "Brand-New-Pass-5"}),
+    ):
+        response = getattr(http, method)(path, json=body, headers=admin)
+        assert response.status_code == 500
+        assert response.mimetype == "application/problem+json"
+    monkeypatch.setattr(service.audit, "record", broken)
+    assert create(http, admin, username="never-made", password=GOOD_PASSWORD).status_code == 500
+    assert http.post(f"/users/{user['userId']}/lock", headers=admin).status_code == 500
+
+    monkeypatch.undo()
+    still = http.get(f"/users/{user['userId']}", headers=admin)
+    assert still.status_code == 200 and still.get_json()["locked"] is False
+    assert http.get("/users?username=never-made", headers=admin).get_json()["total"] == 0
+    client = password_client(app, scope="openid user:self")
+    assert login(http, client, username="atomic", password=GOOD_PASSWORD).status_code == 200
