@@ -48,8 +48,7 @@ def sign_in(
         if count == settings.lockout_threshold:
             audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
         _fail("login_failure", "bad_password", context | {"user_id": user.id})
-    lockout.record_success(user.id, now)
-    db.session.refresh(user)
+    lockout.record_success(user.id, now)  # an ORM UPDATE: also refreshes ``user`` in memory
     if needs_rehash(stored_hash):
         user.password_hash = hash_password(password)
     audit.record("login_success", user_id=user.id, **context)
