@@ -32,13 +32,18 @@ class IdpUser:
         return self.row.id
 
 
+def allowed_user_scopes(client: OAuthClient, user: User) -> list[str]:
+    """The client's scopes that the user holds, counting the base scopes every user has."""
+    user_side = set(user.scopes) | set(USER_BASE_SCOPES)
+    return [scope for scope in client.row.scopes if scope in user_side]
+
+
 def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
     """requested, within the client scopes and the user scopes plus the base scopes.
 
     No scope requested means the whole allowed set.
     """
-    user_side = set(user.scopes) | set(USER_BASE_SCOPES)
-    allowed = [scope for scope in client.row.scopes if scope in user_side]
+    allowed = allowed_user_scopes(client, user)
     if requested is None or not requested.strip():
         if not allowed:
             raise InvalidScopeError("the client and the user share no scope")
@@ -151,7 +156,12 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
         user = self.authenticate_user(refresh_token)
         if user is None:
             raise InvalidGrantError("the user of this refresh token can no longer sign in")
-        scope = self.request.payload.scope or refresh_token.get_scope()
+        wanted = (self.request.payload.scope or refresh_token.get_scope()).split()
+        # Scopes taken from the user or the client since the login are not renewed.
+        allowed = allowed_user_scopes(self.request.client, user.row)
+        scope = " ".join(item for item in wanted if item in allowed)
+        if not scope:
+            raise InvalidGrantError("none of this session's scopes is still granted")
         lineage = refresh_tokens.child_lineage(refresh_token.row)
         token = self.issue(user.row, scope, lineage)
         self.request.user = user

@@ -150,3 +150,12 @@ def test_concurrent_refreshes_succeed_at_most_once(app, idp_env, live_server, cl
     with app.app_context():
         row = db.session.query(RefreshToken).filter_by(token_hash=token_hash(token)).one()
         assert row.used_at is not None
+
+
+def test_scopes_withdrawn_since_login_are_not_renewed(http, app, client, alice, session) -> None:
+    with app.app_context():
+        db.session.get(User, alice).scopes = []
+        db.session.commit()
+    response = refresh(http, client, session)
+    assert response.status_code == 200
+    assert response.get_json()["scope"] == "openid user:self"  # user:read was withdrawn
