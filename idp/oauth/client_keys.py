@@ -7,11 +7,14 @@ cannot turn idp into a request amplifier against the client's key server.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from joserfc.errors import JoseError
@@ -42,7 +45,26 @@ class _CachedJwks:
     fetched_at: float
 
 
-def fetch_jwks(uri: str) -> KeySet:
+def check_public_host(uri: str) -> None:
+    """Refuse key servers on loopback, private, link-local or reserved addresses (SSRF).
+
+    Development and tests opt out with IDP_INSECURE_JWKS_URI=true. The name is resolved
+    here and again by the HTTP client, so this narrows but cannot close DNS rebinding.
+    """
+    host = urlsplit(uri).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise ClientKeyError("jwks_uri_fetch", "jwks_uri host does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise ClientKeyError("jwks_uri_private", "jwks_uri points to a non-public address")
+
+
+def fetch_jwks(uri: str, allow_private: bool = False) -> KeySet:
+    if not allow_private:
+        check_public_host(uri)
     try:
         with requests.get(
             uri,
@@ -76,7 +98,8 @@ def _read_limited(response: requests.Response) -> bytes:
 
 
 class ClientKeyResolver:
-    def __init__(self) -> None:
+    def __init__(self, allow_private_hosts: bool = False) -> None:
+        self.allow_private_hosts = allow_private_hosts
         self._lock = threading.Lock()
         self._remote: dict[str, _CachedJwks] = {}
 
@@ -108,7 +131,7 @@ class ClientKeyResolver:
             if current is not stale and current is not None:
                 return current  # another thread refreshed meanwhile
             try:
-                fresh = _CachedJwks(fetch_jwks(uri), now)
+                fresh = _CachedJwks(fetch_jwks(uri, self.allow_private_hosts), now)
             except ClientKeyError:
                 if stale is None:
                     raise

@@ -63,7 +63,10 @@ def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer
     generator = AccessTokenGenerator(rt.settings, rt.key_ring, new_refresh_token)
     server.register_token_generator("default", generator)
     server.register_client_auth_method(
-        "private_key_jwt", PrivateKeyJWTAuth(rt.settings, rt.replay_store, ClientKeyResolver())
+        "private_key_jwt",
+        PrivateKeyJWTAuth(
+            rt.settings, rt.replay_store, ClientKeyResolver(rt.settings.insecure_jwks_uri)
+        ),
     )
     for grant in (ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant):
         server.register_grant(grant)

@@ -188,3 +188,21 @@ def test_replay_store_down_fails_closed_with_503(make_app, profile, request, tmp
     if profile == "production":
         ready = http.get("/readyz")
         assert ready.status_code == 503 and ready.get_json()["checks"]["redis"] != "ok"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://127.0.0.1:9/jwks.json",
+        "https://10.1.2.3/jwks.json",
+        "https://169.254.169.254/latest/jwks",
+        "https://[::1]/jwks.json",
+        "https://localhost/jwks.json",
+    ],
+)
+def test_jwks_uri_on_a_private_address_is_refused_without_a_request(app, uri) -> None:
+    key = client_key()
+    client_id, _ = register(app, jwks_uri=uri)
+    response = app.test_client().post("/oidc/token", data=assertion_form(assertion(key, client_id)))
+    assert response.status_code == 401
+    assert response.get_json()["error_description"] == "jwks_uri points to a non-public address"
