@@ -23,7 +23,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import Key, KeySet
 
 from idp.errors import KeyStoreError
-from idp.keys.store import KeyRecord, KeyStore
+from idp.keys.store import KeyStore
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ PUBLISH_ORDER = {"active": 0, "next": 1, "retired": 2}
 
 @dataclass(frozen=True)
 class LoadedKeys:
-    records: tuple[KeyRecord, ...]
     active: Key | None
     jwks_body: bytes
     etag: str
@@ -64,7 +63,7 @@ class LoadedKeys:
         return jwt.encode(header, claims, signing_set, algorithms=[alg])
 
 
-EMPTY = LoadedKeys(records=(), active=None, jwks_body=b'{"keys":[]}', etag="empty")
+EMPTY = LoadedKeys(active=None, jwks_body=b'{"keys":[]}', etag="empty")
 
 
 def _fingerprint(path: Path) -> tuple[int, int, int] | None:
@@ -86,7 +85,7 @@ def load_keys(store: KeyStore) -> LoadedKeys:
             active = key
     body = json.dumps({"keys": public}, separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
-    return LoadedKeys(records=tuple(records), active=active, jwks_body=body, etag=etag)
+    return LoadedKeys(active=active, jwks_body=body, etag=etag)
 
 
 class KeyRing:

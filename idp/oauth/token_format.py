@@ -7,7 +7,6 @@ from typing import Any
 
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc.jwk import KeySet
 
 from idp.keys import KeyRing
 from idp.oauth.clients import OAuthClient
@@ -28,10 +27,6 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
 
     def expires_in(self, client: OAuthClient, grant_type: str) -> int:
         return client.row.access_token_ttl or self.settings.access_token_ttl
-
-    def get_jwks(self) -> KeySet:
-        # Only the active key: joserfc signs with a random member of a larger set.
-        return self.key_ring.current().signing_set
 
     def get_audiences(self, client: OAuthClient, user: Any, scope: str) -> str:
         return self.settings.issuer

@@ -191,8 +191,10 @@ def test_discovery_advertises_the_token_endpoint(http) -> None:
 def test_metrics_count_issued_tokens_and_failures(http, app) -> None:
     key = client_key()
     client_id, _ = register(app, key=key)
-    assert http.post("/oidc/token", data=assertion_form(assertion(key, client_id))).status_code
-    http.post("/oidc/token", data=assertion_form(assertion(key, client_id, aud="x")))
+    issued = http.post("/oidc/token", data=assertion_form(assertion(key, client_id)))
+    assert issued.status_code == 200
+    refused = http.post("/oidc/token", data=assertion_form(assertion(key, client_id, aud="x")))
+    assert refused.status_code == 401
     text = http.get("/metrics").get_data(as_text=True)
     assert (
         'idp_tokens_issued_total{auth_method="private_key_jwt",grant_type="client_credentials"}'

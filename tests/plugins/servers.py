@@ -309,20 +309,26 @@ class PostgresServer:
             )
 
 
-class StoppablePostgres(PostgresServer):
-    """A PostgreSQL server a test may stop (and start again)."""
+class _Stoppable:
+    """Stop and start for a server fixture whose process a test may take down."""
+
+    executor: Any
 
     def is_running(self) -> bool:
         return bool(self.executor.running())
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown); connections fail until start()."""
+        """Stop the server; connections fail until start()."""
         if self.is_running():
             self.executor.stop()
 
     def start(self) -> None:
         if not self.is_running():
             self.executor.start()
+
+
+class StoppablePostgres(_Stoppable, PostgresServer):
+    """A PostgreSQL server a test may stop (and start again)."""
 
 
 def _postgres_from(executor: Any, cls: type[PostgresServer] = PostgresServer) -> PostgresServer:
@@ -401,19 +407,8 @@ class RedisServer:
         return redis.Redis.from_url(self.url(db), **kwargs)
 
 
-class StoppableRedis(RedisServer):
+class StoppableRedis(_Stoppable, RedisServer):
     """A throwaway Redis server a test may stop (and start again)."""
-
-    def is_running(self) -> bool:
-        return bool(self.executor.running())
-
-    def stop(self) -> None:
-        if self.is_running():
-            self.executor.stop()
-
-    def start(self) -> None:
-        if not self.is_running():
-            self.executor.start()
 
 
 idp_redis_proc = redis_factories.redis_proc(host=LOCALHOST, port=None)
