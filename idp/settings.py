@@ -38,6 +38,8 @@ class Settings:
     jwks_max_age: int = 300
     insecure_jwks_uri: bool = False
     max_body: int = 65536
+    refresh_reuse_grace: int = 0
+    metrics_token: str | None = None
 
     @property
     def token_endpoint(self) -> str:
@@ -144,6 +146,15 @@ def _parse_text(name: str, raw: Any) -> str:
     return value
 
 
+def _parse_optional_secret(name: str, raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ConfigurationError(f"{name} must be printable ASCII without spaces")
+    return value
+
+
 def _int(minimum: int) -> Callable[[str, Any], int]:
     return lambda name, raw: _parse_int(name, raw, minimum)
 
@@ -164,6 +175,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "jwks_max_age": _int(0),
     "insecure_jwks_uri": _parse_bool,
     "max_body": _int(1024),
+    "refresh_reuse_grace": _int(0),
+    "metrics_token": _parse_optional_secret,
 }
 
 
