@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup, ScriptInfo
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,7 +19,8 @@ from idp.admin import clients as client_admin
 from idp.admin import tenants as tenant_admin
 from idp.errors import IdpError
 from idp.keys import KeyRecord
-from idp.models import DEFAULT_TENANT, Client, db
+from idp.models import DEFAULT_TENANT, db
+from idp.revocations import longest_access_token_ttl
 from idp.runtime import runtime
 from idp.settings import SIGNING_ALGS, load_settings
 from idp.users.records import user_record
@@ -49,7 +49,13 @@ def _describe_fields(record: dict[str, Any]) -> str:
 def _prepare_sqlite_dir(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            return  # the operator's folder: its modes are theirs
+        # A folder idp creates holds the database: owner only (SPEC §8), whatever the umask.
+        folder.chmod(0o700)
 
 
 def _safe_url(url: str) -> str:
@@ -170,6 +176,11 @@ def _describe_client(record: dict[str, Any]) -> str:
 @click.option("--scope", default="", help="Space-separated scopes the client may ask for.")
 @click.option("--access-token-ttl", type=int)
 @click.option("--refresh-token-ttl", type=int)
+@click.option(
+    "--refresh-reuse-grace",
+    type=int,
+    help="Seconds a used refresh token may be presented again as a retry (default: setting).",
+)
 @json_option
 def clients_create(
     name: str,
@@ -181,6 +192,7 @@ def clients_create(
     scope: str,
     access_token_ttl: int | None,
     refresh_token_ttl: int | None,
+    refresh_reuse_grace: int | None,
     as_json: bool,
 ) -> None:
     """Register a client; a generated client_secret is shown once."""
@@ -194,6 +206,7 @@ def clients_create(
         jwks_uri=jwks_uri,
         access_token_ttl=access_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
+        refresh_reuse_grace=refresh_reuse_grace,
     )
     client, secret = client_admin.create_client(spec, runtime().settings.insecure_jwks_uri)
     record = client_admin.client_record(client)
@@ -303,12 +316,6 @@ def keys_rotate(force: bool, alg: str | None, as_json: bool) -> None:
         alg or rt.settings.signing_alg, min_next_age=rt.settings.jwks_max_age, force=force
     )
     emit(_key_json(records), as_json, _describe_key)
-
-
-def longest_access_token_ttl() -> int:
-    settings = runtime().settings
-    longest_client = db.session.scalar(select(func.max(Client.access_token_ttl))) or 0
-    return max(settings.access_token_ttl, longest_client)
 
 
 @keys.command("prune")

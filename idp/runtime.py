@@ -10,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from idp.keys import KeyRing, KeyStore
 from idp.settings import Settings
-from idp.stores import ReplayStore, RevocationList
-from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationList
-from idp.stores.redis_store import RedisReplayStore, RedisRevocationList
+from idp.stores import ReplayStore, RevocationStore
+from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationStore
+from idp.stores.redis_store import RedisReplayStore, RedisRevocationStore
 from idp.verify import LocalJwks, TokenVerifier
 
 EXTENSION_KEY = "idp"
@@ -26,7 +26,7 @@ class Runtime:
     key_ring: KeyRing
     redis: redis.Redis | None
     replay_store: ReplayStore
-    revocation_list: RevocationList
+    revocation_store: RevocationStore
     verifier: TokenVerifier
 
 
@@ -40,11 +40,13 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
     replay_store: ReplayStore
-    revocation_list: RevocationList
+    revocation_store: RevocationStore
+    durable_revocations = DatabaseRevocationStore(engine)
     if client is not None:
-        replay_store, revocation_list = RedisReplayStore(client), RedisRevocationList(client)
+        replay_store = RedisReplayStore(client)
+        revocation_store = RedisRevocationStore(client, durable_revocations)
     else:
-        replay_store, revocation_list = DatabaseReplayStore(engine), DatabaseRevocationList(engine)
+        replay_store, revocation_store = DatabaseReplayStore(engine), durable_revocations
     key_ring = KeyRing(store)
 
     def published_jwks() -> tuple[str, bytes]:
@@ -56,7 +58,7 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         issuer=settings.issuer,
         audience=settings.issuer,
         jwks=LocalJwks(published_jwks),
-        revocations=revocation_list,
+        revocations=revocation_store,
         leeway=settings.clock_skew,
     )
     return Runtime(
@@ -65,7 +67,7 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         key_ring=key_ring,
         redis=client,
         replay_store=replay_store,
-        revocation_list=revocation_list,
+        revocation_store=revocation_store,
         verifier=verifier,
     )
 

@@ -6,6 +6,9 @@ import re
 
 from idp.errors import IdpError
 
+# Scopes any signed-in user holds, on top of the scopes granted to the user record.
+USER_BASE_SCOPES = ("openid", "profile", "email", "offline_access", "user:self")
+
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$")
 
 

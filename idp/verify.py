@@ -11,7 +11,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,7 +46,33 @@ class JwksSource(Protocol):
 
 
 class Revocations(Protocol):
-    def is_revoked(self, jti: str) -> bool: ...
+    """What ``idp.stores`` revocation stores offer a verifier (Redis or the database)."""
+
+    def latest_revocation(self, keys: Sequence[str]) -> int | None: ...
+
+
+def revocation_keys(claims: Mapping[str, Any]) -> list[str]:
+    """Every revocation that can reach this token: its jti, its login session (``sid``),
+    its client, and its user when it is a user's token."""
+    keys = [f"jti:{claims['jti']}", f"client:{claims['client_id']}"]
+    if claims.get("sid"):
+        keys.append(f"sid:{claims['sid']}")
+    if claims["sub"] != claims["client_id"]:
+        keys.append(f"user:{claims['sub']}")
+    return keys
+
+
+def issued_at_ms(claims: Mapping[str, Any]) -> int:
+    """When the token was issued, in milliseconds.
+
+    ``iat`` has whole seconds only; idp adds ``iat_ms`` so that a revocation and a login
+    in the same second are ordered exactly. Without it, the start of the ``iat`` second
+    is taken, so such a token counts as issued before any revocation in that second.
+    """
+    precise = claims.get("iat_ms")
+    if isinstance(precise, int) and not isinstance(precise, bool):
+        return precise
+    return int(claims["iat"]) * 1000
 
 
 class RemoteJwks:
@@ -140,16 +166,19 @@ class TokenVerifier:
         decoded = self._decode(token)
         self._check_claims(decoded.claims)
         if self.revocations is not None:
-            try:
-                revoked = self.revocations.is_revoked(str(decoded.claims["jti"]))
-            except Exception as exc:  # any store failure: fail closed
-                raise VerifierUnavailable("revocation list unreachable") from exc
-            if revoked:
-                raise InvalidToken("token has been revoked")
+            self._check_not_revoked(decoded.claims)
         missing = set(required_scopes) - decoded.scopes
         if missing:
             raise InsufficientScope(f"token lacks scope: {' '.join(sorted(missing))}")
         return decoded
+
+    def _check_not_revoked(self, claims: Mapping[str, Any]) -> None:
+        try:
+            latest = self.revocations.latest_revocation(revocation_keys(claims))  # type: ignore[union-attr]
+        except Exception as exc:  # any store failure: fail closed
+            raise VerifierUnavailable("revocation store unreachable") from exc
+        if latest is not None and issued_at_ms(claims) <= latest:
+            raise InvalidToken("token has been revoked")
 
     def _decode(self, token: str) -> AccessToken:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
@@ -184,6 +213,8 @@ class TokenVerifier:
         if self.audience not in audiences:
             raise InvalidToken("token audience mismatch")
         now = time.time()
+        if "sid" in claims and not isinstance(claims["sid"], str):
+            raise InvalidToken("token 'sid' is not a string")
         for name in ("exp", "iat"):
             if isinstance(claims[name], bool) or not isinstance(claims[name], int | float):
                 raise InvalidToken(f"token '{name}' is not a number")

@@ -15,6 +15,7 @@ from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, Client, db
 from idp.models.clients import hash_client_secret
+from idp.revocations import revoke_client_tokens
 from idp.scopes import parse_scope
 
 SECRET_BYTES = 32  # 256 bits
@@ -32,6 +33,7 @@ class ClientSpec:
     jwks_uri: str | None = None
     access_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
+    refresh_reuse_grace: int | None = None
 
 
 def new_client_secret() -> str:
@@ -99,6 +101,7 @@ def create_client(spec: ClientSpec, allow_http_jwks_uri: bool) -> tuple[Client, 
         scopes=parse_scope(spec.scope),
         access_token_ttl=_validate_ttl("access token TTL", spec.access_token_ttl, 1),
         refresh_token_ttl=_validate_ttl("refresh token TTL", spec.refresh_token_ttl, 0),
+        refresh_reuse_grace=_validate_ttl("refresh reuse grace", spec.refresh_reuse_grace, 0),
     )
     db.session.add(client)
     db.session.commit()
@@ -118,6 +121,8 @@ def list_clients() -> list[Client]:
 
 def delete_client(client_id: str) -> Client:
     client = get_client(client_id)
+    # Its tokens are self-contained JWTs: only a revocation stops them before they expire.
+    revoke_client_tokens(client.id)
     db.session.delete(client)
     db.session.commit()
     return client
@@ -146,5 +151,6 @@ def client_record(client: Client) -> dict[str, Any]:
         "jwks_uri": client.jwks_uri,
         "access_token_ttl": client.access_token_ttl,
         "refresh_token_ttl": client.refresh_token_ttl,
+        "refresh_reuse_grace": client.refresh_reuse_grace,
         "created_at": client.created_at.isoformat(timespec="seconds"),
     }

@@ -4,7 +4,7 @@ from idp.models.audit import AuditEvent
 from idp.models.base import Base, db, utcnow
 from idp.models.clients import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, Client
 from idp.models.tenants import DEFAULT_TENANT, Tenant
-from idp.models.tokens import RefreshToken, ReplayEntry, RevokedAccessToken
+from idp.models.tokens import RefreshToken, ReplayEntry, Revocation
 from idp.models.users import User
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     "Client",
     "RefreshToken",
     "ReplayEntry",
-    "RevokedAccessToken",
+    "Revocation",
     "Tenant",
     "User",
     "db",

@@ -35,6 +35,7 @@ class Client(Base):
     scopes: Mapped[list[str]]
     access_token_ttl: Mapped[int | None]
     refresh_token_ttl: Mapped[int | None]
+    refresh_reuse_grace: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")

@@ -1,10 +1,10 @@
-"""Server-side token state: refresh tokens, used assertion jtis, revoked access-token jtis."""
+"""Server-side token state: refresh tokens, used assertion jtis, and revocations."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, new_uuid, utcnow
@@ -37,8 +37,16 @@ class ReplayEntry(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
-class RevokedAccessToken(Base):
-    __tablename__ = "revoked_access_tokens"
+class Revocation(Base):
+    """Tokens issued up to ``revoked_at_ms`` that match ``key`` are dead.
 
-    jti: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ``key`` names what was revoked: ``jti:…`` one access token, ``sid:…`` a login's
+    refresh-token family, ``user:…`` or ``client:…`` everything issued for that subject.
+    Kept until no token it can match is still unexpired.
+    """
+
+    __tablename__ = "revocations"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    revoked_at_ms: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -7,26 +7,29 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
 
-from idp import audit
+from idp import audit, revocations
 from idp.models import User, db, utcnow
 from idp.oauth import refresh_tokens
 from idp.oauth.clients import OAuthClient
 from idp.oauth.id_token import id_token_for
 from idp.runtime import runtime
+from idp.scopes import USER_BASE_SCOPES
 from idp.users import lockout
 from idp.users.authentication import SignInFailure, sign_in
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-# Scopes any signed-in user holds, on top of the scopes granted to the user record.
-USER_BASE_SCOPES = ("openid", "profile", "email", "offline_access", "user:self")
 BAD_CREDENTIALS = "invalid username or password"
+# One metrics reason for unknown user, wrong password and locked user: metrics must not
+# tell whether a username exists (the audit log, for operators, keeps the detail).
+SIGN_IN_FAILURE_RULE = "bad_credentials"
 
 
 class IdpUser:
-    """Authlib's view of a user."""
+    """Authlib's view of a user; ``session_id`` is the refresh-token family of the login."""
 
-    def __init__(self, row: User) -> None:
+    def __init__(self, row: User, session_id: str | None = None) -> None:
         self.row = row
+        self.session_id = session_id
 
     def get_user_id(self) -> str:
         return self.row.id
@@ -55,7 +58,8 @@ def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
 
 
 def user_is_usable(user: User | None, auth_time: Any) -> bool:
-    if user is None or user.deleted_at is not None or lockout.is_locked(user, utcnow()):
+    """May this login's session go on? A bad-password lock leaves sessions alone (§4.2)."""
+    if user is None or user.deleted_at is not None or lockout.is_locked_by_operator(user):
         return False
     # A password reset after the login ends every session of that login.
     return user.password_changed_at is None or user.password_changed_at <= auth_time
@@ -77,7 +81,9 @@ class _UserTokenGrant:
         client: OAuthClient = self.request.client
         with_refresh = client.check_grant_type("refresh_token")
         token = self.generate_token(  # type: ignore[attr-defined]
-            user=IdpUser(user), scope=scope, include_refresh_token=with_refresh
+            user=IdpUser(user, lineage_of.family_id),
+            scope=scope,
+            include_refresh_token=with_refresh,
         )
         if "openid" in scope.split():
             token["id_token"] = id_token_for(client, user, lineage_of.auth_time)
@@ -102,9 +108,9 @@ class PasswordGrant(_UserTokenGrant, grants.ResourceOwnerPasswordCredentialsGran
                 password,
                 runtime().settings,
             )
-        except SignInFailure as failure:
+        except SignInFailure:
             error = InvalidGrantError(BAD_CREDENTIALS)
-            error.rule = failure.reason  # type: ignore[attr-defined]
+            error.rule = SIGN_IN_FAILURE_RULE  # type: ignore[attr-defined]
             raise error from None
         return IdpUser(user)
 
@@ -127,11 +133,15 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
         client: OAuthClient = self.request.client
+        grace = client.row.refresh_reuse_grace
+        if grace is None:
+            grace = runtime().settings.refresh_reuse_grace
         try:
-            row = refresh_tokens.consume(refresh_token, client.get_client_id())
+            row = refresh_tokens.consume(refresh_token, client.get_client_id(), grace)
         except refresh_tokens.RefreshTokenReused as reuse:
             family_id, user_id = reuse.row.family_id, reuse.row.user_id
             revoked = refresh_tokens.revoke_family(family_id)
+            revocations.revoke_session(family_id)
             audit.record(
                 "refresh_reuse_detected",
                 tenant=client.tenant_name,

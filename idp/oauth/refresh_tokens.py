@@ -2,7 +2,8 @@
 
 Consuming a token is one conditional UPDATE, so two concurrent uses cannot both win:
 the database serialises them and the loser sees the token already used, which is
-reuse, and revokes the whole family.
+reuse, and revokes the whole family, unless it is a retry within the client's grace
+period (SPEC §4.2), which replaces the successor instead.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class RefreshTokenReused(Exception):
         self.row = row
 
 
-def consume(token: str, client_id: str) -> RefreshToken | None:
+def consume(token: str, client_id: str, grace: int = 0) -> RefreshToken | None:
     """Mark the token used, atomically. None if unknown, foreign, revoked or expired.
 
-    Raises RefreshTokenReused when the token had already been used.
+    With a ``grace`` of G seconds, a token used again by its client within G seconds of
+    its first use is a retry: its live successor is revoked (one conditional UPDATE, so
+    of several concurrent retries exactly one wins) and the token is returned to be
+    rotated again, so the family still has a single usable token.
+    Raises RefreshTokenReused when the token had already been used otherwise.
     """
     now = utcnow()
     digest = token_hash(token)
@@ -94,13 +99,44 @@ def consume(token: str, client_id: str) -> RefreshToken | None:
     if row is None or row.client_id != client_id:
         return None
     if consumed is None:
-        if row.used_at is not None:
+        if row.used_at is None:
+            return None  # revoked
+        if not _is_retry(row, grace, now):
             raise RefreshTokenReused(row)
-        return None
+        if not _revoke_successor(row, now):
+            if _successor_was_used(row):
+                raise RefreshTokenReused(row)  # the family moved on: not a retry
+            return None  # a concurrent retry won, or the family was revoked
     db.session.refresh(row)
     if row.expires_at is not None and row.expires_at <= now:
         return None
     return row
+
+
+def _is_retry(row: RefreshToken, grace: int, now: datetime) -> bool:
+    return bool(grace) and row.used_at is not None and now - row.used_at <= timedelta(seconds=grace)
+
+
+def _revoke_successor(row: RefreshToken, now: datetime) -> bool:
+    revoked = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.parent_id == row.id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .returning(RefreshToken.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return bool(revoked)
+
+
+def _successor_was_used(row: RefreshToken) -> bool:
+    used = select(RefreshToken.id).where(
+        RefreshToken.parent_id == row.id, RefreshToken.used_at.is_not(None)
+    )
+    return db.session.scalar(used.limit(1)) is not None
 
 
 def find(token: str) -> RefreshToken | None:

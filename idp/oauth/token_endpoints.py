@@ -7,7 +7,7 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from idp import audit
+from idp import audit, revocations
 from idp.models import User, db
 from idp.oauth import refresh_tokens
 from idp.oauth.clients import OAuthClient
@@ -34,10 +34,11 @@ class IdpRevocationEndpoint(RevocationEndpoint):
         client: OAuthClient = request.client
         if isinstance(token, RefreshTokenRecord):
             count = refresh_tokens.revoke_family(token.row.family_id)
+            revocations.revoke_session(token.row.family_id)
             subject = {"user_id": token.row.user_id, "kind": "refresh_token", "revoked": count}
         else:
             assert isinstance(token, AccessTokenRecord)
-            runtime().revocation_list.revoke(str(token.claims["jti"]), int(token.claims["exp"]))
+            revocations.revoke_access_token(str(token.claims["jti"]), int(token.claims["exp"]))
             subject = {"kind": "access_token"}
             if token.token.is_user_token:
                 subject["user_id"] = token.token.subject

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+from sqlalchemy.orm import Session
 
 
 class StoreUnavailable(Exception):
@@ -13,9 +17,25 @@ class ReplayStore(Protocol):
         ...
 
 
-class RevocationList(Protocol):
-    def revoke(self, jti: str, expires_at: int) -> None:
-        """Deny the access token ``jti`` until its own expiry (Unix time)."""
+@dataclass(frozen=True)
+class Revocation:
+    """Tokens matching ``key`` and issued at or before ``revoked_at_ms`` are dead
+    until the Unix time ``expires_at``, after which none of them can still be unexpired."""
+
+    key: str
+    revoked_at_ms: int
+    expires_at: int
+
+
+class RevocationStore(Protocol):
+    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+        """Record revocations durably within ``session``'s transaction (the caller commits).
+
+        A fast path outside the database is updated at once, before that commit: should
+        the commit fail, a token is refused that could have lived, never the reverse.
+        """
         ...
 
-    def is_revoked(self, jti: str) -> bool: ...
+    def latest_revocation(self, keys: Sequence[str]) -> int | None:
+        """The newest ``revoked_at_ms`` among live revocations of ``keys``, or None."""
+        ...

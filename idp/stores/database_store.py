@@ -1,16 +1,22 @@
-"""Database implementations for the embedded profile: a primary key makes claims atomic."""
+"""Database implementations: the replay cache of the embedded profile (a primary key makes
+claims atomic) and the revocation store every profile writes through."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Executable, delete, insert, select
+from sqlalchemy import Executable, case, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from idp.models import ReplayEntry, RevokedAccessToken
-from idp.stores.base import StoreUnavailable
+from idp.models import ReplayEntry
+from idp.models import Revocation as RevocationRow
+from idp.stores.base import Revocation, StoreUnavailable
 
 # Expired rows are swept on a small share of writes, so the tables stay bounded.
 SWEEP_PROBABILITY = 0.02
@@ -60,25 +66,66 @@ class DatabaseReplayStore:
         )
 
 
-class DatabaseRevocationList:
+class DatabaseRevocationStore:
+    """The source of truth for revocations, and the whole store in the embedded profile."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def revoke(self, jti: str, expires_at: int) -> None:
-        sweep = [delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < _now())]
-        # An IntegrityError means the jti is already on the list: nothing more to do.
-        _insert_once(
-            self.engine,
-            *(sweep if _sweep_now() else []),
-            insert(RevokedAccessToken).values(jti=jti, expires_at=_moment(expires_at)),
-        )
+    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+        if _sweep_now():
+            session.execute(delete(RevocationRow).where(RevocationRow.expires_at < _now()))
+        for revocation in revocations:
+            session.execute(_upsert(session, revocation))
 
-    def is_revoked(self, jti: str) -> bool:
+    def latest_revocation(self, keys: Sequence[str]) -> int | None:
         try:
             with self.engine.connect() as connection:
-                found = connection.scalar(
-                    select(RevokedAccessToken.jti).where(RevokedAccessToken.jti == jti)
+                return connection.scalar(
+                    select(func.max(RevocationRow.revoked_at_ms)).where(
+                        RevocationRow.key.in_(keys), RevocationRow.expires_at > _now()
+                    )
                 )
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database: {type(exc).__name__}") from exc
-        return found is not None
+
+    def live_revocations(self) -> list[Revocation]:
+        """Every unexpired revocation, to refill a fast path that lost its data."""
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(
+                        RevocationRow.key, RevocationRow.revoked_at_ms, RevocationRow.expires_at
+                    ).where(RevocationRow.expires_at > _now())
+                )
+                return [
+                    Revocation(key, revoked_at_ms, int(expires_at.timestamp()))
+                    for key, revoked_at_ms, expires_at in rows
+                ]
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"database: {type(exc).__name__}") from exc
+
+
+def _upsert(session: Session, revocation: Revocation) -> Executable:
+    """Insert, or keep the later of the two revocation times and expiries."""
+    dialect = session.get_bind().dialect.name
+    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_into(RevocationRow).values(
+        key=revocation.key,
+        revoked_at_ms=revocation.revoked_at_ms,
+        expires_at=_moment(revocation.expires_at),
+    )
+    newer = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[RevocationRow.key],
+        set_={
+            "revoked_at_ms": case(
+                (newer.revoked_at_ms > RevocationRow.revoked_at_ms, newer.revoked_at_ms),
+                else_=RevocationRow.revoked_at_ms,
+            ),
+            "expires_at": case(
+                (newer.expires_at > RevocationRow.expires_at, newer.expires_at),
+                else_=RevocationRow.expires_at,
+            ),
+        },
+    )

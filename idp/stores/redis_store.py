@@ -1,15 +1,18 @@
-"""Redis implementations: one round trip each, expiry handled by Redis itself."""
+"""Redis implementations: one round trip on the hot path, expiry handled by Redis itself."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import redis
+from sqlalchemy.orm import Session
 
-from idp.stores.base import StoreUnavailable
+from idp.stores.base import Revocation, StoreUnavailable
+from idp.stores.database_store import DatabaseRevocationStore
 
 REPLAY_PREFIX = "idp:replay:"
-REVOKED_PREFIX = "idp:revoked-at:"
+REVOKED_PREFIX = "idp:revoked:"
 
 
 class RedisReplayStore:
@@ -25,20 +28,56 @@ class RedisReplayStore:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
 
-class RedisRevocationList:
-    def __init__(self, client: redis.Redis) -> None:
+class RedisRevocationStore:
+    """Revocations written to the database (the source of truth) and to Redis (the fast
+    path read on every request).
+
+    ``LOADED`` marks a Redis that holds every live revocation. A Redis restarted without
+    persistence comes back without it; the next reader then refills Redis from the
+    database, so a restart forgets no revocation.
+    """
+
+    LOADED = REVOKED_PREFIX + "(loaded)"
+
+    def __init__(self, client: redis.Redis, database: DatabaseRevocationStore) -> None:
         self.client = client
+        self.database = database
 
-    def revoke(self, jti: str, expires_at: int) -> None:
-        if expires_at <= time.time():
-            return
+    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+        self.database.revoke(session, revocations)
         try:
-            self.client.set(REVOKED_PREFIX + jti, b"1", exat=expires_at)
+            self._write(revocations, loaded=False)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
-    def is_revoked(self, jti: str) -> bool:
+    def latest_revocation(self, keys: Sequence[str]) -> int | None:
         try:
-            return bool(self.client.exists(REVOKED_PREFIX + jti))
+            loaded, *found = self.client.mget([self.LOADED, *(REVOKED_PREFIX + k for k in keys)])
+            if loaded is None:
+                return self._refill(keys)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+        times = [int(value) for value in found if value is not None]
+        return max(times, default=None)
+
+    def _refill(self, keys: Sequence[str]) -> int | None:
+        live = self.database.live_revocations()
+        self._write(live, loaded=True)
+        wanted = set(keys)
+        return max((r.revoked_at_ms for r in live if r.key in wanted), default=None)
+
+    def _write(self, revocations: Sequence[Revocation], loaded: bool) -> None:
+        """One round trip; MULTI/EXEC, so the marker is never set without the data."""
+        now = int(time.time())
+        pipe = self.client.pipeline(transaction=True)
+        for revocation in revocations:
+            if revocation.expires_at > now:
+                # A later revocation of the same key always carries the later time.
+                pipe.set(
+                    REVOKED_PREFIX + revocation.key,
+                    revocation.revoked_at_ms,
+                    exat=revocation.expires_at,
+                )
+        if loaded:
+            pipe.set(self.LOADED, b"1")
+        pipe.execute()

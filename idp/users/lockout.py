@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import case, update
 
 from idp.models import User, db
 from idp.settings import Settings
 
+# A bad-password lock with IDP_LOCKOUT_DURATION=0 lasts until an unlock.
+UNTIL_UNLOCKED = datetime(9999, 1, 1, tzinfo=UTC)
+
 
 def is_locked(user: User, now: datetime) -> bool:
+    """Locked either way: by an operator (API or CLI), or by bad password attempts."""
     return user.locked or (user.locked_until is not None and user.locked_until > now)
+
+
+def is_locked_by_operator(user: User) -> bool:
+    """Only this lock ends live sessions; a bad-password lock guards the password alone."""
+    return user.locked
 
 
 def record_failure(user_id: str, settings: Settings, now: datetime) -> int:
@@ -20,11 +29,10 @@ def record_failure(user_id: str, settings: Settings, now: datetime) -> int:
     count = case((lapsed, 1), else_=User.bad_attempts + 1)
     reached = count >= settings.lockout_threshold
     values: dict = {"bad_attempts": count, "last_failure_at": now}
+    until = UNTIL_UNLOCKED
     if settings.lockout_duration:
         until = now + timedelta(seconds=settings.lockout_duration)
-        values["locked_until"] = case((reached, until), (lapsed, None), else_=User.locked_until)
-    else:
-        values["locked"] = case((reached, True), else_=User.locked)
+    values["locked_until"] = case((reached, until), (lapsed, None), else_=User.locked_until)
     statement = update(User).where(User.id == user_id).values(values).returning(User.bad_attempts)
     return db.session.execute(statement).scalar_one()
 

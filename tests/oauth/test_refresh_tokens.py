@@ -114,14 +114,8 @@ def test_unknown_and_missing_refresh_tokens(http, client) -> None:
     assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
 
 
-def test_concurrent_refreshes_succeed_at_most_once(app, idp_env, live_server, client, alice):
-    base_url = live_server(idp_env, workers=2)
-    form = {"grant_type": "password", "username": "alice", "password": "Correct-Horse-9"}
-    login_body = requests.post(
-        f"{base_url}/oidc/token", data=form, headers=basic(*client), timeout=30
-    ).json()
-    token = login_body["refresh_token"]
-    barrier = threading.Barrier(5)
+def _race(base_url: str, client, token: str, count: int = 10) -> list[requests.Response]:
+    barrier = threading.Barrier(count)
 
     def use(_: int) -> requests.Response:
         barrier.wait(10)
@@ -132,24 +126,114 @@ def test_concurrent_refreshes_succeed_at_most_once(app, idp_env, live_server, cl
             timeout=30,
         )
 
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        responses = list(pool.map(use, range(5)))
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(200) <= 1, statuses
-    assert all(status in (200, 400) for status in statuses), statuses
-    winners = [r.json()["refresh_token"] for r in responses if r.status_code == 200]
-    if winners:
-        # The loser saw a reuse: the family, including the winner's new token, is revoked.
-        after = requests.post(
-            f"{base_url}/oidc/token",
-            data={"grant_type": "refresh_token", "refresh_token": winners[0]},
-            headers=basic(*client),
-            timeout=30,
-        )
-        assert after.status_code == 400
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(use, range(count)))
+
+
+def _usable_in_family(app, token: str) -> list[RefreshToken]:
     with app.app_context():
-        row = db.session.query(RefreshToken).filter_by(token_hash=token_hash(token)).one()
-        assert row.used_at is not None
+        family = db.session.query(RefreshToken).filter_by(token_hash=token_hash(token)).one()
+        return (
+            db.session.query(RefreshToken)
+            .filter_by(family_id=family.family_id, used_at=None, revoked_at=None)
+            .all()
+        )
+
+
+def _login_live(base_url: str, client) -> str:
+    form = {"grant_type": "password", "username": "alice", "password": "Correct-Horse-9"}
+    response = requests.post(
+        f"{base_url}/oidc/token", data=form, headers=basic(*client), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["refresh_token"]
+
+
+def test_ten_concurrent_refreshes_on_two_workers_succeed_exactly_once(
+    app, idp_env, live_server, client, alice
+):
+    base_url = live_server(idp_env, workers=2)
+    token = _login_live(base_url, client)
+    responses = _race(base_url, client, token)
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(400) == 9, statuses
+    assert {r.json()["error"] for r in responses if r.status_code == 400} == {"invalid_grant"}
+    # The losers saw a reuse: the family, with the winner's new token, is revoked.
+    assert _usable_in_family(app, token) == []
+
+
+def test_ten_concurrent_refreshes_with_grace_leave_one_usable_token(
+    app, idp_env, live_server, alice
+):
+    client = password_client(
+        app, scope="openid profile email user:self user:read", refresh_reuse_grace=30
+    )
+    base_url = live_server(idp_env, workers=2)
+    token = _login_live(base_url, client)
+    responses = _race(base_url, client, token)
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) >= 1 and set(statuses) <= {200, 400}, statuses
+    usable = _usable_in_family(app, token)
+    assert len(usable) == 1, statuses
+    issued = {token_hash(r.json()["refresh_token"]) for r in responses if r.status_code == 200}
+    assert usable[0].token_hash in issued
+    # The one that is left is the family's only way forward, and it works.
+    survivor = next(
+        r.json()["refresh_token"]
+        for r in responses
+        if r.status_code == 200 and token_hash(r.json()["refresh_token"]) == usable[0].token_hash
+    )
+    after = requests.post(
+        f"{base_url}/oidc/token",
+        data={"grant_type": "refresh_token", "refresh_token": survivor},
+        headers=basic(*client),
+        timeout=30,
+    )
+    assert after.status_code == 200, after.text
+
+
+def test_a_retry_within_the_grace_replaces_the_successor(http, app, alice) -> None:
+    client = password_client(app, scope="openid user:self user:read", refresh_reuse_grace=10)
+    with freeze_time(utcnow()) as clock:
+        first = login(http, client).get_json()["refresh_token"]
+        lost = refresh(http, client, first).get_json()  # the answer that never arrived
+        clock.tick(timedelta(seconds=5))
+        retry = refresh(http, client, first)
+        assert retry.status_code == 200, retry.get_json()
+        assert refresh(http, client, lost["refresh_token"]).status_code == 400  # revoked
+        assert refresh(http, client, retry.get_json()["refresh_token"]).status_code == 200
+        assert _usable_in_family(app, first).__len__() == 1
+
+
+def test_reuse_after_the_grace_revokes_the_family(http, app, alice) -> None:
+    client = password_client(app, scope="openid user:self user:read", refresh_reuse_grace=10)
+    with freeze_time(utcnow()) as clock:
+        first = login(http, client).get_json()["refresh_token"]
+        successor = refresh(http, client, first).get_json()["refresh_token"]
+        clock.tick(timedelta(seconds=11))
+        reuse = refresh(http, client, first)
+        assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+        assert refresh(http, client, successor).status_code == 400
+        assert _usable_in_family(app, first) == []
+
+
+def test_without_grace_an_immediate_retry_is_reuse(http, app, client, alice) -> None:
+    first = login(http, client).get_json()["refresh_token"]
+    successor = refresh(http, client, first).get_json()["refresh_token"]
+    assert refresh(http, client, first).status_code == 400
+    assert refresh(http, client, successor).status_code == 400
+
+
+def test_the_global_grace_setting_applies_without_a_client_override(make_app) -> None:
+    app = make_app(IDP_REFRESH_REUSE_GRACE="30")
+    http = app.test_client()
+    make_user(app, "alice", scope="user:read")
+    client = password_client(app, scope="openid user:self user:read")
+    first = login(http, client).get_json()["refresh_token"]
+    assert refresh(http, client, first).status_code == 200
+    assert refresh(http, client, first).status_code == 200
+    assert len(_usable_in_family(app, first)) == 1
 
 
 def test_scopes_withdrawn_since_login_are_not_renewed(http, app, client, alice, session) -> None:
