@@ -16,7 +16,15 @@ from idp.runtime import runtime
 from idp.stores import Revocation
 from idp.verify import InvalidToken, LocalJwks, TokenVerifier
 from tests.conftest import ISSUER
-from tests.oauth.helpers import PASSWORD, basic, login, make_user, password_client, refresh
+from tests.oauth.helpers import (
+    PASSWORD,
+    basic,
+    login,
+    make_user,
+    password_client,
+    refresh,
+    register,
+)
 from tests.users.conftest import ALL_SCOPES, client_token
 
 USER_SCOPES = "openid user:self user:read"
@@ -101,6 +109,21 @@ def test_a_deleted_clients_tokens_no_longer_manage_users(http, app, admin) -> No
         assert response.mimetype == "application/problem+json"
     # Positive control: another client's token of the same tenant still works.
     assert http.post("/users", json={"username": "carol"}, headers=kept).status_code == 201
+    assert http.get("/users", headers=kept).status_code == 200
+
+
+def test_idp_clients_delete_kills_the_clients_tokens(http, app, run_idp) -> None:
+    """The operator's path: ``idp clients delete`` in its own process, on every worker."""
+    client_id, secret = register(app, auth_method="client_secret_basic", scope=ALL_SCOPES)
+    kept = bearer(client_token(http, app, scope=ALL_SCOPES))
+    form = {"grant_type": "client_credentials"}
+    token = http.post("/oidc/token", data=form, headers=basic(client_id, secret)).get_json()
+    doomed = bearer(token["access_token"])
+    assert http.get("/users", headers=doomed).status_code == 200
+    result = run_idp("clients", "delete", client_id)
+    assert result.returncode == 0, result.stderr
+    assert http.get("/users", headers=doomed).status_code == 401
+    assert http.post("/users", json={"username": "m"}, headers=doomed).status_code == 401
     assert http.get("/users", headers=kept).status_code == 200
 
 

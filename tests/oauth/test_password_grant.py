@@ -13,6 +13,7 @@ from joserfc.jwk import KeySet
 
 from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, User, db
+from idp.users.records import user_record
 from tests.conftest import ISSUER
 from tests.oauth.helpers import PASSWORD, login, make_user, password_client
 
@@ -89,6 +90,32 @@ def test_failures_are_identical_for_unknown_wrong_and_locked(http, app, client, 
     assert unknown.get_json()["error"] == "invalid_grant"
 
 
+def test_metrics_do_not_tell_which_sign_in_failure_happened(http, app, client, alice) -> None:
+    """An enumeration oracle: per-reason failure counts beside identical answers."""
+    make_user(app, "locked-carol")
+    with app.app_context():
+        db.session.query(User).filter_by(username="locked-carol").one().locked = True
+        db.session.commit()
+
+    def failures() -> str:
+        text = http.get("/metrics").get_data(as_text=True)
+        return "\n".join(line for line in text.splitlines() if "idp_token_failures" in line)
+
+    for username, password in (("nobody", "x"), ("alice", "Wrong-1"), ("locked-carol", "x")):
+        assert login(http, client, username=username, password=password).status_code == 400
+        lines = failures()
+        assert 'error="invalid_grant",rule="bad_credentials"' in lines
+        for reason in ("unknown_user", "bad_password", "locked"):
+            assert f'rule="{reason}"' not in lines
+    # Positive control: the operator-only audit log keeps the detail.
+    with app.app_context():
+        reasons = [
+            e.detail.get("reason")
+            for e in db.session.query(AuditEvent).filter_by(event="login_failure")
+        ]
+    assert {"unknown_user", "bad_password", "locked"} <= set(reasons)
+
+
 def test_unknown_user_costs_a_password_verification(http, client, alice, monkeypatch) -> None:
     from idp.users import authentication
 
@@ -135,7 +162,10 @@ def test_lockout_duration_zero_locks_until_unlocked(make_app) -> None:
     with freeze_time(timedelta(days=30)):
         assert login(http, client).status_code == 400
     with app.app_context():
-        assert db.session.get(User, user_id).locked is True
+        user = db.session.get(User, user_id)
+        assert user_record(user)["locked"] is True
+        # A bad-password lock, not an operator's: live sessions are left alone (SPEC §4.2).
+        assert user.locked is False
 
 
 def test_cross_tenant_login_is_refused(http, app, alice) -> None:
