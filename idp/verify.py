@@ -2,7 +2,8 @@
 
 A resource server builds a ``TokenVerifier`` around ``RemoteJwks(jwks_url)``; idp's
 own user API uses the same verifier around ``LocalJwks``, which reads the JWKS the
-server publishes from the in-process key ring instead of over HTTP.
+server publishes from the in-process key ring instead of over HTTP. Given one of
+idp's revocation stores (``idp.stores``), a verifier also refuses revoked tokens.
 """
 
 from __future__ import annotations
