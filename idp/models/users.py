@@ -14,11 +14,13 @@ _ALIVE = text("deleted_at IS NULL")
 class User(Base):
     __tablename__ = "users"
     # Uniqueness holds among live users only, so a soft-deleted name can be reused.
+    # Usernames are unique by their RFC 8265 comparison form (idp.users.usernames),
+    # so "Alice" and "alice" cannot be two accounts; ``username`` keeps the form given.
     __table_args__ = (
         Index(
-            "uq_users_tenant_username",
+            "uq_users_tenant_username_key",
             "tenant_id",
-            "username",
+            "username_key",
             unique=True,
             sqlite_where=_ALIVE,
             postgresql_where=_ALIVE,
@@ -38,6 +40,7 @@ class User(Base):
     client_id: Mapped[str | None] = mapped_column(String(64))
     client_user_id: Mapped[str | None] = mapped_column(String(200))
     username: Mapped[str | None] = mapped_column(String(200))
+    username_key: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
     scopes: Mapped[list[str]] = mapped_column(default=list)
     user_type: Mapped[str] = mapped_column(String(32), default="user")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 from sqlalchemy.exc import IntegrityError
 
+from idp import audit
 from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
-from idp.models import Tenant, User, db, utcnow
+from idp.models import Client, Tenant, User, db, utcnow
 from idp.runtime import runtime
 from idp.users import lockout, service
 from idp.users.passwords import WeakPasswordError, verify_password
@@ -22,7 +23,11 @@ from idp.users.schemas import (
     UserList,
     UserOut,
 )
+from idp.users.usernames import InvalidUsername
 from idp.verify import AccessToken
+
+# One answer for a wrong password and a locked user: the lock must not confirm a guess.
+WRONG_CURRENT_PASSWORD = "the current password was not accepted (wrong, or the user is locked)"  # noqa: S105
 
 blueprint = Blueprint("users", __name__)
 api = JsonApi(blueprint)
@@ -40,6 +45,28 @@ def _user(token: AccessToken, user_id: str) -> User:
     if user is None:
         raise not_found()
     return user
+
+
+def _held_scopes(token: AccessToken) -> list[str]:
+    """The acting principal's own scopes: the client's registered ones for a client token,
+    the acting user's for a user token (SPEC §6)."""
+    if token.is_user_token:
+        actor = service.find_user(_tenant(token).id, token.subject)
+        return list(actor.scopes) if actor is not None else []
+    client = db.session.get(Client, str(token.claims["client_id"]))
+    return list(client.scopes) if client is not None else []
+
+
+def _within_ceiling(token: AccessToken, scopes: list[str] | None) -> None:
+    if not scopes:
+        return
+    try:
+        service.check_scope_ceiling(scopes, _held_scopes(token))
+    except service.ScopesNotHeld as exc:
+        errors = [
+            {"field": "scopes", "message": f"not held by the caller: {name}"} for name in exc.scopes
+        ]
+        raise ApiProblem(403, "Forbidden", str(exc), errors) from None
 
 
 def _commit() -> None:
@@ -64,6 +91,7 @@ def _weak(exc: WeakPasswordError) -> ApiProblem:
     response=UserOut, status=201, errors=(409,),
 )  # fmt: skip
 def create_user(token: AccessToken, body: CreateUser) -> UserOut:
+    _within_ceiling(token, body.scopes)
     try:
         user = service.new_user(
             _tenant(token),
@@ -78,6 +106,9 @@ def create_user(token: AccessToken, body: CreateUser) -> UserOut:
         raise ApiProblem(409, "Conflict", str(exc)) from None
     except WeakPasswordError as exc:
         raise _weak(exc) from None
+    except InvalidUsername as exc:
+        errors = [{"field": "username", "message": str(exc)}]
+        raise ApiProblem(400, "Bad Request", str(exc), errors) from None
     _commit()
     return _out(user)
 
@@ -109,15 +140,30 @@ def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
     user = service.find_user(_tenant(token).id, current_token_user_id(token))
     if user is None:
         raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
-    if not user.password_hash or not verify_password(user.password_hash, body.currentPassword):
-        lockout.record_failure(user.id, runtime().settings, utcnow())
-        db.session.commit()
-        raise ApiProblem(403, "Forbidden", "the current password is wrong")
+    _check_current_password(user, token, body.currentPassword)
     try:
         service.set_password(user, body.newPassword, None, "password_changed")
     except WeakPasswordError as exc:
         raise _weak(exc) from None
     _commit()
+
+
+def _check_current_password(user: User, token: AccessToken, password: str) -> None:
+    """The password grant's rules: a wrong password counts toward the lockout, and a locked
+    user's attempts are refused unchecked, so the lock is no guessing channel (SPEC §6)."""
+    settings, now = runtime().settings, utcnow()
+    context = {"tenant": user.tenant.name, "client_id": token.claims["client_id"]}
+    if lockout.is_locked(user, now):
+        reason = "locked"
+    elif not user.password_hash or not verify_password(user.password_hash, password):
+        reason = "bad_password"
+        if lockout.record_failure(user.id, settings, now) == settings.lockout_threshold:
+            audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
+    else:
+        return
+    audit.record("password_change_failure", user_id=user.id, reason=reason, **context)
+    db.session.commit()
+    raise ApiProblem(403, "Forbidden", WRONG_CURRENT_PASSWORD)
 
 
 @api.route(
@@ -134,6 +180,7 @@ def get_user(token: AccessToken, user_id: str) -> UserOut:
 )  # fmt: skip
 def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
     user = _user(token, user_id)
+    _within_ceiling(token, body.scopes)
     try:
         service.update_user(user, body.model_dump(exclude_unset=True), token.claims["client_id"])
     except service.Conflict as exc:

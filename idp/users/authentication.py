@@ -11,6 +11,7 @@ from idp.models import User, db, utcnow
 from idp.settings import Settings
 from idp.users import lockout
 from idp.users.passwords import hash_password, needs_rehash, verify_password
+from idp.users.usernames import InvalidUsername, username_key
 
 # Verified when the username is unknown, so that case costs what a real check costs.
 _DUMMY_HASH = hash_password("idp-dummy-password-for-timing")
@@ -31,11 +32,7 @@ def sign_in(
 ) -> User:
     """Return the user, or raise SignInFailure after recording the failure durably."""
     now = utcnow()
-    user = db.session.scalar(
-        select(User).where(
-            User.tenant_id == tenant_id, User.username == username, User.deleted_at.is_(None)
-        )
-    )
+    user = _find(tenant_id, username)
     stored_hash = user.password_hash if user is not None and user.password_hash else None
     matches = verify_password(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
     context = {"tenant": tenant_name, "client_id": client_id}
@@ -53,6 +50,24 @@ def sign_in(
         user.password_hash = hash_password(password)
     audit.record("login_success", user_id=user.id, **context)
     return user
+
+
+def _find(tenant_id: int, username: str) -> User | None:
+    """The live user whose username compares equal (RFC 8265) to ``username``.
+
+    A name no user can have is simply unknown: it still runs the same query, with
+    the empty key (never stored: PRECIS refuses an empty name), and then takes the
+    unknown-user path, so neither the answer nor the time sets it apart.
+    """
+    try:
+        key = username_key(username)
+    except InvalidUsername:
+        key = ""
+    return db.session.scalar(
+        select(User).where(
+            User.tenant_id == tenant_id, User.username_key == key, User.deleted_at.is_(None)
+        )
+    )
 
 
 def _fail(event: str, reason: str, context: dict) -> None:

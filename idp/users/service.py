@@ -7,22 +7,24 @@ caller commits once, so a failure leaves nothing half-written.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.sql import ColumnElement
 
-from idp import audit
+from idp import audit, revocations
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.oauth.refresh_tokens import revoke_user_tokens
-from idp.scopes import parse_scope
+from idp.scopes import USER_BASE_SCOPES, parse_scope
 from idp.users import lockout
 from idp.users.passwords import check_policy, hash_password
 from idp.users.records import rfc3339
+from idp.users.usernames import InvalidUsername, username_key
 
 _USER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -31,9 +33,27 @@ class Conflict(IdpError):
     pass
 
 
-def _username_taken(tenant_id: int, username: str, except_id: str | None = None) -> bool:
+class ScopesNotHeld(IdpError):
+    """Scopes the acting principal tried to give a user without holding them itself."""
+
+    def __init__(self, scopes: list[str]) -> None:
+        super().__init__(f"cannot grant scopes the caller does not hold: {' '.join(scopes)}")
+        self.scopes = scopes
+
+
+def check_scope_ceiling(scopes: list[str], held: Iterable[str]) -> None:
+    """No one hands out more than they hold: ``scopes`` must lie within ``held`` plus the
+    base scopes every signed-in user has anyway."""
+    ceiling = set(held) | set(USER_BASE_SCOPES)
+    beyond = [scope for scope in scopes if scope not in ceiling]
+    if beyond:
+        raise ScopesNotHeld(beyond)
+
+
+def _username_taken(tenant_id: int, key: str, except_id: str | None = None) -> bool:
+    """Whether a live user of the tenant has the username whose comparison form is ``key``."""
     query = select(User.id).where(
-        User.tenant_id == tenant_id, User.username == username, User.deleted_at.is_(None)
+        User.tenant_id == tenant_id, User.username_key == key, User.deleted_at.is_(None)
     )
     if except_id:
         query = query.where(User.id != except_id)
@@ -59,7 +79,9 @@ def new_user(
     client_id: str | None = None,
     client_user_id: str | None = None,
 ) -> User:
-    if username is not None and _username_taken(tenant.id, username):
+    # Raises InvalidUsername before anything is written or looked up.
+    key = username_key(username) if username is not None else None
+    if key is not None and _username_taken(tenant.id, key):
         raise Conflict(f"user {username!r} already exists in tenant {tenant.name!r}")
     if client_user_id is not None and _client_user_id_taken(client_id, client_user_id):
         raise Conflict(f"clientUserId {client_user_id!r} already exists for this client")
@@ -70,6 +92,7 @@ def new_user(
         id=new_uuid(),
         tenant=tenant,
         username=username,
+        username_key=key,
         email=email,
         scopes=scopes,
         client_id=client_id,
@@ -110,6 +133,14 @@ def find_user(tenant_id: int, user_id: str) -> User | None:
     )
 
 
+def _username_condition(name: str) -> ColumnElement[bool]:
+    """Match by comparison form, as sign-in does; a name no user can have matches none."""
+    try:
+        return User.username_key == username_key(name)
+    except InvalidUsername:
+        return false()
+
+
 def list_users(
     tenant_id: int, filters: dict[str, Any], limit: int, offset: int
 ) -> tuple[list[User], int]:
@@ -117,8 +148,9 @@ def list_users(
         User.tenant_id == tenant_id,
         User.deleted_at.is_(None),
     ]
+    if filters.get("username") is not None:
+        conditions.append(_username_condition(filters["username"]))
     for name, column in (
-        ("username", User.username),
         ("email", User.email),
         ("clientUserId", User.client_user_id),
     ):
@@ -165,6 +197,7 @@ def delete_user(user: User, actor: str | None) -> int:
     user.deleted_at = utcnow()
     user.updated_at = user.deleted_at
     revoked = revoke_user_tokens(user.id)
+    revocations.revoke_user_tokens(user.id)
     audit.record(
         "user_deleted", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
     )
@@ -181,6 +214,7 @@ def set_password(user: User, new_password: str, actor: str | None, event: str) -
     user.locked_until = None
     user.updated_at = now
     revoked = revoke_user_tokens(user.id)
+    revocations.revoke_user_tokens(user.id)
     audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked)
     return revoked
 
@@ -188,6 +222,8 @@ def set_password(user: User, new_password: str, actor: str | None, event: str) -
 def set_lock(user: User, locked: bool, actor: str | None) -> None:
     if locked:
         user.locked = True
+        # An operator's lock ends live sessions too (a bad-password lock does not).
+        revocations.revoke_user_tokens(user.id)
     else:
         lockout.unlock(user)
     user.updated_at = utcnow()
@@ -196,7 +232,9 @@ def set_lock(user: User, locked: bool, actor: str | None) -> None:
 
 
 def revoke_sessions(user: User, actor: str | None) -> int:
+    """Revoke every refresh token of the user and every access token issued so far."""
     revoked = revoke_user_tokens(user.id)
+    revocations.revoke_user_tokens(user.id)
     audit.record(
         "tokens_revoked", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
     )

@@ -99,13 +99,13 @@ def test_get_and_patch(http, admin) -> None:
     assert fetched.status_code == 200 and fetched.get_json() == user
     patched = http.patch(
         f"/users/{user['userId']}",
-        json={"email": "new@example.com", "scopes": ["a", "b"], "clientUserId": "x-9"},
+        json={"email": "new@example.com", "scopes": ["user:read", "openid"], "clientUserId": "x-9"},
         headers=admin,
     )
     assert patched.status_code == 200
     body = patched.get_json()
     assert (body["email"], body["scopes"], body["clientUserId"]) == (
-        "new@example.com", ["a", "b"], "x-9",
+        "new@example.com", ["user:read", "openid"], "x-9",
     )  # fmt: skip
     assert body["updatedAt"] >= user["updatedAt"]
 
