@@ -3,6 +3,7 @@
 #   make serve   venv + package, `idp init`, then serve on http://127.0.0.1:8000
 #   make test    venv + dev extras, server binaries, pytest in both profiles
 #   make lint    ruff check + ruff format --check
+#   make bench   GET /users/{userId}: the working tree against a baseline ref (bench/README.md)
 #   make clean   remove the venv and build/test leftovers
 
 PYTHON ?= python3
@@ -11,12 +12,13 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # Stamps: the venv is (re)installed when pyproject.toml changes.
 DEV_STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 
-.PHONY: venv .venv serve test lint clean
+.PHONY: venv .venv serve test lint bench clean
 
 # `make .venv` / `make venv`: the virtualenv with the dev extras.
 venv .venv: $(DEV_STAMP)
@@ -63,6 +65,10 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check idp tests bench
 	$(BIN)/ruff format --check idp tests bench
+
+# Speed is measured here, never in tests; e.g. BENCH_ARGS="--baseline-ref d405e84 --record".
+bench: $(RUN_STAMP)
+	$(BIN)/python bench/users_get.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
