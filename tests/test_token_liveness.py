@@ -14,6 +14,7 @@ from idp.admin.clients import delete_client
 from idp.models import RefreshToken, db
 from idp.runtime import runtime
 from idp.stores import Revocation
+from idp.stores.database_store import DatabaseRevocationStore
 from idp.verify import InvalidToken, LocalJwks, TokenVerifier
 from tests.conftest import ISSUER
 from tests.oauth.helpers import (
@@ -218,11 +219,15 @@ def test_a_new_password_kills_earlier_access_tokens(http, app, client, alice, ad
     assert_alive(http, client, after["access_token"])
 
 
-def test_revocation_is_exact_within_one_second(app) -> None:
+@pytest.mark.parametrize("which", ["runtime", "database"])
+def test_revocation_is_exact_within_one_second(app, which) -> None:
     """A token issued a millisecond before a revocation is dead, one a millisecond after
-    lives, though both carry the same whole-second ``iat``."""
+    lives, though both carry the same whole-second ``iat``. Both the profile's store
+    (Redis in production) and the database store under it (PostgreSQL or SQLite)."""
     with app.app_context():
         store = runtime(app).revocation_store
+        if which == "database":
+            store = DatabaseRevocationStore(db.engine)
         revoked_at = (int(time.time()) * 1000) + 500
         store.revoke(db.session, [Revocation("user:u-1", revoked_at, int(time.time()) + 60)])
         db.session.commit()
