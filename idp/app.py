@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from idp import http_errors
 from idp.models import db
@@ -41,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         engine = db.engine
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
+        _keep_sqlite_private(engine)
     app.extensions[EXTENSION_KEY] = build_runtime(settings, engine)
 
     from idp import openapi
@@ -65,6 +70,35 @@ def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"hide_parameters": True, "connect_args": {"timeout": 30}}
     return {"hide_parameters": True, "pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+
+
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def _keep_sqlite_private(engine: Engine) -> None:
+    """The database file and its journals are the owner's only: they hold
+    password hashes and refresh-token hashes."""
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    for suffix in SQLITE_SUFFIXES:  # files left by an older idp or another tool
+        _make_private(Path(path + suffix))
+
+    def create_private(*_: Any) -> None:
+        # Before each DBAPI connect: SQLite would create a missing database with the
+        # umask's mode (often 0644), and it gives -wal/-shm/-journal the database's mode.
+        with contextlib.suppress(OSError):  # e.g. no folder yet: SQLite reports it itself
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+    event.listen(engine, "do_connect", create_private)
+
+
+def _make_private(path: Path) -> None:
+    # Only files idp's user owns; one it cannot change is left for SQLite to open or refuse.
+    with contextlib.suppress(OSError):
+        info = path.stat()
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            path.chmod(0o600)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

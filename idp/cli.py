@@ -54,7 +54,7 @@ def _prepare_sqlite_dir(url: str) -> None:
             folder.mkdir(parents=True, mode=0o700)
         except FileExistsError:
             return  # the operator's folder: its modes are theirs
-        # A folder idp creates holds the database: owner only (SPEC §8), whatever the umask.
+        # A folder idp creates holds the database: owner only, whatever the umask.
         folder.chmod(0o700)
 
 

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import redis.exceptions
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp.json_api import problem_response
+from idp.models import db
+from idp.stores import StoreUnavailable
+from idp.verify import VerifierUnavailable
 
 logger = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying after a 503 (RFC 9110 §10.2.3): long enough
+# for a database fail-over or a Redis restart, short enough not to stall a login.
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_DESCRIPTION = "a backing service is unavailable; try again later"
+# What a lost database or Redis connection raises. DBAPIError is listed whole so that the
+# handler sees every driver error, and is_unavailable() decides which of them are outages.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    PoolTimeout,  # every pooled connection is stuck on an unreachable database
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    StoreUnavailable,
+    VerifierUnavailable,
+)
 
 PROBLEM_PREFIXES = ("/users", "/openapi")
 _OAUTH_CODES = {400: "invalid_request", 401: "invalid_client", 413: "invalid_request"}
@@ -42,6 +64,42 @@ def _unexpected(exc: Exception) -> Response:
     return error_response(InternalServerError())
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """True for a database or Redis that cannot be reached, not for a bug or bad data."""
+    if isinstance(exc, DBAPIError):
+        # A constraint or syntax error is the request's or the code's fault: that stays 500.
+        return isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+    return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+def unavailable_response(exc: Exception, description: str = UNAVAILABLE_DESCRIPTION) -> Response:
+    """503 in the surface's format with Retry-After; the one place that builds it."""
+    # The session may hold a failed transaction; the next request on this worker needs it clean.
+    with contextlib.suppress(SQLAlchemyError):
+        db.session.rollback()
+    # The class name only: driver messages can carry host names and bound values.
+    logger.warning("%s %s: unavailable: %s", request.method, request.path, type(exc).__name__)
+    if _wants_problem():
+        response = problem_response(503, "Service Unavailable", description)
+    else:
+        response = jsonify({"error": "temporarily_unavailable", "error_description": description})
+        response.status_code = 503
+    return retry_later(response)
+
+
+def retry_later(response: Response) -> Response:
+    """The headers every 503 of idp carries: never cached, and when to try again."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _storage_error(exc: Exception) -> Response:
+    return unavailable_response(exc) if is_unavailable(exc) else _unexpected(exc)
+
+
 def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, error_response)
+    for error_class in UNAVAILABLE_ERRORS:
+        app.register_error_handler(error_class, _storage_error)
     app.register_error_handler(Exception, _unexpected)

@@ -113,6 +113,8 @@ class JsonApi:
                     if body is not None:
                         parsed["body"] = _parse_body(body)
                     result = view(token, **parsed, **view_args)
+                # Database and Redis outages are not caught here: they reach the app's
+                # handler in idp.http_errors, the one place that answers them (503).
                 except BearerError as exc:
                     reply = problem_response(exc.status, _TITLES[exc.status], exc.description)
                     if exc.status in (401, 403):
@@ -128,7 +130,7 @@ class JsonApi:
         return decorate
 
 
-_TITLES = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+_TITLES = {401: "Unauthorized", 403: "Forbidden"}
 
 
 def _success(result: BaseModel | None, status: int) -> Response:

@@ -1,4 +1,4 @@
-"""What kills an access token before its ``exp`` (SPEC §5), recorded in the revocation store.
+"""What kills an access token before its ``exp``, recorded in the revocation store.
 
 Access tokens are self-contained JWTs, so a revocation is a record that idp's own
 endpoints, introspection and ``idp.verify`` consult: a revoked ``jti``, a revoked login

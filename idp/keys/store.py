@@ -8,7 +8,10 @@ operators never leave two active keys and readers never see a torn file.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -104,6 +107,7 @@ class KeyStore:
         """Create one active and one next key when the store is empty; otherwise do nothing."""
         existing = self.records()
         if existing:
+            self._make_private()  # a store created before idp tightened the folder
             return existing  # no lock taken: the store may be a read-only secret volume
 
         def change(records: list[KeyRecord], now: datetime) -> list[KeyRecord]:
@@ -184,6 +188,16 @@ class KeyStore:
             raise KeyStoreError(f"invalid kid in manifest: {kid!r}")
         return self.directory / f"{kid}.json"
 
+    def _make_private(self) -> None:
+        """The folder holds private keys: owner only, also when it already existed
+        (a checkout ships ``keys/`` at 0755) and whatever the umask did to mkdir's mode."""
+        # A folder idp does not own (a mounted secret volume) keeps the modes its owner set,
+        # and a read-only one cannot change: neither stops idp from reading its keys.
+        with contextlib.suppress(OSError):
+            info = self.directory.stat()
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+                self.directory.chmod(0o700)
+
     def _new_key(self, alg: str, now: datetime, state: KeyState) -> KeyRecord:
         jwk = generate_signing_key(alg)
         write_atomically(self._key_path(jwk["kid"]), json.dumps(jwk).encode())
@@ -193,6 +207,7 @@ class KeyStore:
         self, change: Callable[[list[KeyRecord], datetime], list[KeyRecord]]
     ) -> list[KeyRecord]:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._make_private()
         with exclusive_lock(self.directory / LOCK):
             before = self.records()
             after = change(before, _now())

@@ -1,6 +1,6 @@
 """private_key_jwt (RFC 7523 §2.2, OIDC Core §9) on Authlib's JWTBearerClientAssertion.
 
-Authlib leaves several rules to the server (see shared/notes/authlib.md §1): the
+Authlib leaves several rules to the server: the
 algorithm allow-list, ``iat``/``nbf`` and maximum lifetime, single-element ``aud``
 arrays, the ``client_id`` form field, and ``jti`` replay. Each is enforced here.
 """

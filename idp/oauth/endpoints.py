@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 
 from idp.bearer import BearerError, authenticate
 from idp.errors import KeyStoreError
+from idp.http_errors import (
+    UNAVAILABLE_DESCRIPTION,
+    UNAVAILABLE_ERRORS,
+    is_unavailable,
+    retry_later,
+    unavailable_response,
+)
 from idp.models import User, db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import check_oauth_request
 from idp.oauth.server import authorization_server
-from idp.observability.metrics import TOKEN_LATENCY
-from idp.stores import StoreUnavailable
+from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY
 
 blueprint = Blueprint("oauth", __name__)
-logger = logging.getLogger(__name__)
 
 
 def _run(handler: Callable[[], Response]) -> Response:
@@ -33,16 +36,28 @@ def _run(handler: Callable[[], Response]) -> Response:
             db.session.commit()
         else:
             db.session.rollback()
+        if response.status_code == 503:
+            # Authlib caught a TemporarilyUnavailable (a store failed inside its flow) and
+            # answered it in RFC 6749 form, counted in metrics; only the retry hint is missing.
+            retry_later(response)
         return response
     except OAuth2Error as error:
         db.session.rollback()
-        return server.handle_error_response(None, error)
-    except (KeyStoreError, StoreUnavailable, SQLAlchemyError) as exc:
-        db.session.rollback()
-        logger.error("%s %s: %s", request.method, request.path, type(exc).__name__)
-        return server.handle_error_response(
-            None, TemporarilyUnavailable("a backing service is unavailable; try again later")
-        )
+        response = server.handle_error_response(None, error)
+        return retry_later(response) if response.status_code == 503 else response
+    except KeyStoreError as exc:
+        return _unavailable(exc, "no signing key is available; try again later")
+    except UNAVAILABLE_ERRORS as exc:
+        if not is_unavailable(exc):
+            raise  # a bug, not an outage: the app's handler answers 500
+        return _unavailable(exc)
+
+
+def _unavailable(exc: Exception, description: str = UNAVAILABLE_DESCRIPTION) -> Response:
+    """Counted as a refused request like any OAuth error; the 503 itself (body, no-store,
+    Retry-After) comes from the app-wide helper so every surface answers outages alike."""
+    TOKEN_FAILURES.labels(TemporarilyUnavailable.error, "store_unavailable").inc()
+    return unavailable_response(exc, description)
 
 
 def _token_response() -> Response:
@@ -71,6 +86,8 @@ def introspect() -> Response:
 
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
+    """OIDC Core §5.3. A database or revocation-list outage is not caught here: it reaches
+    idp.http_errors, which answers 503 temporarily_unavailable with Retry-After."""
     try:
         token = authenticate(["openid"])
         user = db.session.get(User, token.subject) if token.is_user_token else None

@@ -58,7 +58,7 @@ def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
 
 
 def user_is_usable(user: User | None, auth_time: Any) -> bool:
-    """May this login's session go on? A bad-password lock leaves sessions alone (§4.2)."""
+    """May this login's session go on? A bad-password lock leaves sessions alone."""
     if user is None or user.deleted_at is not None or lockout.is_locked_by_operator(user):
         return False
     # A password reset after the login ends every session of that login.

@@ -3,7 +3,7 @@
 Consuming a token is one conditional UPDATE, so two concurrent uses cannot both win:
 the database serialises them and the loser sees the token already used, which is
 reuse, and revokes the whole family, unless it is a retry within the client's grace
-period (SPEC §4.2), which replaces the successor instead.
+period, which replaces the successor instead.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@ worker writes its samples to files and ``/metrics`` adds them up across workers.
 
 from __future__ import annotations
 
+import hmac
 import os
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -15,6 +16,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from idp.runtime import runtime
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -43,6 +46,28 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+def _authorized(expected: str) -> bool:
+    """The request carries ``Authorization: Bearer <expected>`` (RFC 6750 §2.1)."""
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Constant time, so the response time does not reveal how much of a guess was right.
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+def _unauthorized() -> Response:
+    # The same JSON error shape as idp's other non-/users endpoints.
+    description = "GET /metrics needs Authorization: Bearer <IDP_METRICS_TOKEN>"
+    response = jsonify({"error": "invalid_token", "error_description": description})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="idp"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blueprint.get("/metrics")
 def metrics() -> Response:
+    expected = runtime().settings.metrics_token
+    if expected is not None and not _authorized(expected):
+        return _unauthorized()
     return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)

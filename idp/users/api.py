@@ -1,4 +1,4 @@
-"""The /users blueprint (SPEC §6): a thin layer over idp.users.service."""
+"""The /users blueprint: a thin layer over idp.users.service."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _user(token: AccessToken, user_id: str) -> User:
 
 def _held_scopes(token: AccessToken) -> list[str]:
     """The acting principal's own scopes: the client's registered ones for a client token,
-    the acting user's for a user token (SPEC §6)."""
+    the acting user's for a user token."""
     if token.is_user_token:
         actor = service.find_user(_tenant(token).id, token.subject)
         return list(actor.scopes) if actor is not None else []
@@ -150,7 +150,7 @@ def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
 
 def _check_current_password(user: User, token: AccessToken, password: str) -> None:
     """The password grant's rules: a wrong password counts toward the lockout, and a locked
-    user's attempts are refused unchecked, so the lock is no guessing channel (SPEC §6)."""
+    user's attempts are refused unchecked, so the lock is no guessing channel."""
     settings, now = runtime().settings, utcnow()
     context = {"tenant": user.tenant.name, "client_id": token.claims["client_id"]}
     if lockout.is_locked(user, now):

@@ -1,4 +1,4 @@
-"""argon2id hashing and the password policy of SPEC §6."""
+"""argon2id hashing and the password policy."""
 
 from __future__ import annotations
 
