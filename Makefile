@@ -1,8 +1,8 @@
-# idp — set-up, serve and test entry points (see SPEC.md §1).
+# idp — set-up, serve and test entry points.
 #
 #   make serve   venv + package, `idp init`, then serve on http://127.0.0.1:8000
 #   make test    venv + dev extras, server binaries, pytest in both profiles
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check + mypy (idp/)
 #   make bench   GET /users/{userId}: the working tree against a baseline ref (bench/README.md)
 #   make clean   remove the venv and build/test leftovers
 
@@ -65,6 +65,7 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check idp tests bench
 	$(BIN)/ruff format --check idp tests bench
+	$(BIN)/mypy
 
 # Speed is measured here, never in tests; e.g. BENCH_ARGS="--baseline-ref d405e84 --record".
 bench: $(RUN_STAMP)

@@ -1,4 +1,4 @@
-"""Password-grant benchmark (issue 4, acceptance 4; SPEC §4.2).
+"""Password-grant benchmark.
 
 Starts a throw-away idp (SQLite, fresh keys, one client, one user) on a free
 loopback port with ``idp serve``, then measures against that same server, in

@@ -1,11 +1,14 @@
-"""RFC 6750 bearer-token authentication for idp's own resources (userinfo, /users)."""
+"""RFC 6750 bearer-token authentication for idp's own resources (userinfo, /users, /metrics),
+and the one place that builds their error responses."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from http import HTTPStatus
 
-from flask import request
+from flask import Response, jsonify, request
 
+from idp.problems import problem_response
 from idp.runtime import runtime
 from idp.verify import AccessToken, InsufficientScope, InvalidToken
 
@@ -19,10 +22,39 @@ class BearerError(Exception):
 
     @property
     def challenge(self) -> str:
-        """The WWW-Authenticate value (RFC 6750 §3)."""
+        """The WWW-Authenticate value (RFC 6750 §3).
+
+        Without an error code when the request carried no credentials (RFC 6750 §3.1).
+        """
         if self.error is None:
             return 'Bearer realm="idp"'
-        return f'Bearer realm="idp", error="{self.error}", error_description="{self.description}"'
+        description = _quotable(self.description)
+        return f'Bearer realm="idp", error="{self.error}", error_description="{description}"'
+
+
+def _quotable(text: str) -> str:
+    # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E, so no quote or backslash
+    # can end the quoted-string early and nothing outside ASCII reaches the header.
+    return "".join(char for char in text if " " <= char <= "~" and char not in '"\\')
+
+
+def bearer_error_response(exc: BearerError, *, problem: bool) -> Response:
+    """The answer to a refused bearer request, in the surface's error format.
+
+    ``problem``: RFC 9457 problem+json (the /users API); otherwise the RFC 6749 §5.2 JSON
+    shape of idp's other endpoints, with ``invalid_token`` when the request carried no
+    credentials. 401 and 403 carry the challenge (RFC 6750 §3); nothing is cached.
+    """
+    if problem:
+        response = problem_response(exc.status, HTTPStatus(exc.status).phrase, exc.description)
+    else:
+        body = {"error": exc.error or "invalid_token", "error_description": exc.description}
+        response = jsonify(body)
+        response.status_code = exc.status
+    if exc.status in (401, 403):
+        response.headers["WWW-Authenticate"] = exc.challenge
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def bearer_token() -> str:

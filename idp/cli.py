@@ -20,9 +20,9 @@ from idp.admin import tenants as tenant_admin
 from idp.errors import IdpError
 from idp.keys import KeyRecord
 from idp.models import DEFAULT_TENANT, db
-from idp.revocations import longest_access_token_ttl
+from idp.registry import AUTH_METHODS, GRANT_TYPES, SIGNING_ALGS
 from idp.runtime import runtime
-from idp.settings import SIGNING_ALGS, load_settings
+from idp.settings import load_settings
 from idp.users.records import user_record
 from idp.users.service import create_user
 
@@ -81,6 +81,7 @@ def init_command(as_json: bool) -> None:
         raise IdpError(f"cannot reach database {_safe_url(url)}: {reason}") from None
     upgrade(directory=str(MIGRATIONS_DIR))
     tenant_admin.ensure_tenant(DEFAULT_TENANT)
+    db.session.commit()
     records = rt.key_store.initialise(rt.settings.signing_alg)
     summary = {
         "database": _safe_url(url),
@@ -131,7 +132,9 @@ def _tenant_record(tenant: Any) -> dict[str, Any]:
 @click.argument("name")
 @json_option
 def tenants_create(name: str, as_json: bool) -> None:
-    emit(_tenant_record(tenant_admin.create_tenant(name)), as_json, _describe_fields)
+    tenant = tenant_admin.create_tenant(name)
+    db.session.commit()
+    emit(_tenant_record(tenant), as_json, _describe_fields)
 
 
 @tenants.command("list")
@@ -168,11 +171,16 @@ def _describe_client(record: dict[str, Any]) -> str:
 @click.option(
     "--auth-method",
     required=True,
-    type=click.Choice(["private_key_jwt", "client_secret_basic", "client_secret_post"]),
+    type=click.Choice(AUTH_METHODS),
 )
 @click.option("--jwks-file", type=click.Path(dir_okay=False))
 @click.option("--jwks-uri")
-@click.option("--grant-types", default="client_credentials", show_default=True)
+@click.option(
+    "--grant-types",
+    default="client_credentials",
+    show_default=True,
+    help=f"Comma-separated, among {', '.join(GRANT_TYPES)}.",
+)
 @click.option("--scope", default="", help="Space-separated scopes the client may ask for.")
 @click.option("--access-token-ttl", type=int)
 @click.option("--refresh-token-ttl", type=int)
@@ -209,6 +217,7 @@ def clients_create(
         refresh_reuse_grace=refresh_reuse_grace,
     )
     client, secret = client_admin.create_client(spec, runtime().settings.insecure_jwks_uri)
+    db.session.commit()
     record = client_admin.client_record(client)
     if secret:
         record["client_secret"] = secret
@@ -233,7 +242,8 @@ def clients_show(client_id: str, as_json: bool) -> None:
 @click.argument("client_id")
 @json_option
 def clients_delete(client_id: str, as_json: bool) -> None:
-    client = client_admin.delete_client(client_id)
+    client = client_admin.delete_client(client_id, runtime().revoker)
+    db.session.commit()
     emit({"client_id": client.id, "deleted": True}, as_json, _describe_fields)
 
 
@@ -243,6 +253,7 @@ def clients_delete(client_id: str, as_json: bool) -> None:
 def clients_rotate_secret(client_id: str, as_json: bool) -> None:
     """Replace the client's secret; the new one is shown once and the old stops working."""
     client, secret = client_admin.rotate_client_secret(client_id)
+    db.session.commit()
     emit({"client_id": client.id, "client_secret": secret}, as_json, _describe_fields)
 
 
@@ -268,6 +279,7 @@ def users_create(
         if not password:
             raise IdpError("--password-stdin given but standard input held no password")
     user = create_user(tenant, username, password, email, scope)
+    db.session.commit()
     emit(user_record(user), as_json, _describe_fields)
 
 
@@ -324,7 +336,7 @@ def keys_rotate(force: bool, alg: str | None, as_json: bool) -> None:
 def keys_prune(force: bool, as_json: bool) -> None:
     """Remove retired keys that no unexpired token can still need."""
     rt = runtime()
-    window = longest_access_token_ttl() + rt.settings.clock_skew
+    window = rt.lifetimes.outlived_by_every_token(db.session)
     result = rt.key_store.prune(min_retired_age=window, force=force)
     emit(_key_json(result.removed), as_json, lambda r: f"removed {_describe_key(r)}")
     if result.kept_young:

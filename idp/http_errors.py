@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
-from idp.json_api import problem_response
 from idp.models import db
+from idp.problems import problem_response
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
 

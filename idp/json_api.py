@@ -11,11 +11,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from idp.bearer import BearerError, authenticate
+from idp.bearer import BearerError, authenticate, bearer_error_response
+from idp.problems import problem_response
 from idp.verify import AccessToken
 
 JSON_TYPE = "application/json"
-PROBLEM_TYPE = "application/problem+json"
 
 
 class ApiProblem(Exception):
@@ -27,20 +27,6 @@ class ApiProblem(Exception):
         self.title = title
         self.detail = detail
         self.errors = errors
-
-
-def problem_response(
-    status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
-) -> Response:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    body["detail"] = detail
-    if errors:
-        body["errors"] = errors
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = PROBLEM_TYPE
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def not_found(what: str = "user") -> ApiProblem:
@@ -116,10 +102,7 @@ class JsonApi:
                 # Database and Redis outages are not caught here: they reach the app's
                 # handler in idp.http_errors, the one place that answers them (503).
                 except BearerError as exc:
-                    reply = problem_response(exc.status, _TITLES[exc.status], exc.description)
-                    if exc.status in (401, 403):
-                        reply.headers["WWW-Authenticate"] = exc.challenge
-                    return reply
+                    return bearer_error_response(exc, problem=True)
                 except ApiProblem as exc:
                     return problem_response(exc.status, exc.title, exc.detail, exc.errors)
                 return _success(result, status)
@@ -128,9 +111,6 @@ class JsonApi:
             return handle
 
         return decorate
-
-
-_TITLES = {401: "Unauthorized", 403: "Forbidden"}
 
 
 def _success(result: BaseModel | None, status: int) -> Response:

@@ -8,8 +8,9 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 from idp import __version__
-from idp.json_api import JSON_TYPE, PROBLEM_TYPE, JsonApi, Operation
+from idp.json_api import JSON_TYPE, JsonApi, Operation
 from idp.oauth import schemas as oauth
+from idp.problems import PROBLEM_TYPE
 from idp.runtime import runtime
 from idp.users.api import api as users_api
 from idp.users.schemas import Problem

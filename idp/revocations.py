@@ -10,47 +10,41 @@ expired: a jti until its own ``exp``; the others for the longest access-token li
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import func, select
-
-from idp.models import Client, db
-from idp.runtime import runtime
-from idp.stores import Revocation
+from idp.lifetimes import Lifetimes
+from idp.stores import Revocation, RevocationStore
+from idp.stores.base import SessionLike
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def longest_access_token_ttl() -> int:
-    """The longest lifetime any access token can have now (settings or a client override)."""
-    settings = runtime().settings
-    longest_client = db.session.scalar(select(func.max(Client.access_token_ttl))) or 0
-    return max(settings.access_token_ttl, longest_client)
+@dataclass(frozen=True)
+class Revoker:
+    """Records revocations in the caller's session; the caller's commit makes them durable."""
 
+    store: RevocationStore
+    lifetimes: Lifetimes
 
-def revoke_access_token(jti: str, expires_at: int) -> None:
-    _record(f"jti:{jti}", expires_at + runtime().settings.clock_skew)
+    def access_token(self, session: SessionLike, jti: str, expires_at: int) -> None:
+        self._record(session, f"jti:{jti}", expires_at + self.lifetimes.settings.clock_skew)
 
+    def session(self, session: SessionLike, family_id: str) -> None:
+        """Every access token of one login (password grant and the refreshes that followed)."""
+        self._record(session, f"sid:{family_id}")
 
-def revoke_session(family_id: str) -> None:
-    """Every access token of one login (password grant and the refreshes that followed)."""
-    _record(f"sid:{family_id}")
+    def user_tokens(self, session: SessionLike, user_id: str) -> None:
+        """Every access token issued for the user so far; later logins are not affected."""
+        self._record(session, f"user:{user_id}")
 
+    def client_tokens(self, session: SessionLike, client_id: str) -> None:
+        """Every access token the client was issued, its own and its users'."""
+        self._record(session, f"client:{client_id}")
 
-def revoke_user_tokens(user_id: str) -> None:
-    """Every access token issued for the user so far; later logins are not affected."""
-    _record(f"user:{user_id}")
-
-
-def revoke_client_tokens(client_id: str) -> None:
-    """Every access token the client was issued, its own and its users'."""
-    _record(f"client:{client_id}")
-
-
-def _record(key: str, expires_at: int | None = None) -> None:
-    if expires_at is None:
-        window = longest_access_token_ttl() + runtime().settings.clock_skew
-        expires_at = int(time.time()) + window
-    revocation = Revocation(key=key, revoked_at_ms=now_ms(), expires_at=expires_at)
-    runtime().revocation_store.revoke(db.session, [revocation])
+    def _record(self, session: SessionLike, key: str, expires_at: int | None = None) -> None:
+        if expires_at is None:
+            expires_at = int(time.time()) + self.lifetimes.outlived_by_every_token(session)
+        revocation = Revocation(key=key, revoked_at_ms=now_ms(), expires_at=expires_at)
+        self.store.revoke(session, [revocation])

@@ -9,14 +9,14 @@ from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
 from idp.keys import KeyRing, KeyStore
+from idp.lifetimes import Lifetimes
+from idp.revocations import Revoker
 from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationStore
-from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationStore
-from idp.stores.redis_store import RedisReplayStore, RedisRevocationStore
+from idp.stores.factory import build_stores
 from idp.verify import LocalJwks, TokenVerifier
 
 EXTENSION_KEY = "idp"
-REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass
@@ -28,26 +28,15 @@ class Runtime:
     replay_store: ReplayStore
     revocation_store: RevocationStore
     verifier: TokenVerifier
+    lifetimes: Lifetimes
+    revoker: Revoker
 
 
 def build_runtime(settings: Settings, engine: Engine) -> Runtime:
     store = KeyStore(settings.keys_dir)
-    client = None
-    if settings.redis_url:
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        )
-    replay_store: ReplayStore
-    revocation_store: RevocationStore
-    durable_revocations = DatabaseRevocationStore(engine)
-    if client is not None:
-        replay_store = RedisReplayStore(client)
-        revocation_store = RedisRevocationStore(client, durable_revocations)
-    else:
-        replay_store, revocation_store = DatabaseReplayStore(engine), durable_revocations
+    stores = build_stores(settings.redis_url, engine)
     key_ring = KeyRing(store)
+    lifetimes = Lifetimes(settings)
 
     def published_jwks() -> tuple[str, bytes]:
         keys = key_ring.current()
@@ -58,17 +47,19 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         issuer=settings.issuer,
         audience=settings.issuer,
         jwks=LocalJwks(published_jwks),
-        revocations=revocation_store,
+        revocations=stores.revocations,
         leeway=settings.clock_skew,
     )
     return Runtime(
         settings=settings,
         key_store=store,
         key_ring=key_ring,
-        redis=client,
-        replay_store=replay_store,
-        revocation_store=revocation_store,
+        redis=stores.redis,
+        replay_store=stores.replay,
+        revocation_store=stores.revocations,
         verifier=verifier,
+        lifetimes=lifetimes,
+        revoker=Revoker(stores.revocations, lifetimes),
     )
 
 

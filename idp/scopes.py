@@ -6,9 +6,6 @@ import re
 
 from idp.errors import IdpError
 
-# Scopes any signed-in user holds, on top of the scopes granted to the user record.
-USER_BASE_SCOPES = ("openid", "profile", "email", "offline_access", "user:self")
-
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$")
 
 
@@ -19,7 +16,3 @@ def parse_scope(text: str | None) -> list[str]:
         if not _SCOPE_TOKEN.match(token):
             raise IdpError(f"invalid scope token {token!r}")
     return list(dict.fromkeys(tokens))
-
-
-def join_scope(tokens: list[str]) -> str:
-    return " ".join(tokens)

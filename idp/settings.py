@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from idp.errors import ConfigurationError
+from idp.registry import SIGNING_ALGS
 
-SIGNING_ALGS = ("ES256", "RS256", "PS256", "EdDSA")
 AUDIENCE_MODES = ("issuer", "issuer,token_endpoint")
 ENV_PREFIX = "IDP_"
 
@@ -135,7 +135,11 @@ def _parse_redis_url(name: str, raw: Any) -> str | None:
     if not value:
         return None
     if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(f"{name} must be a redis:// or rediss:// URL, got {raw!r}")
+        # The scheme only: the URL may carry a password.
+        scheme = urlsplit(value).scheme or "(none)"
+        raise ConfigurationError(
+            f"{name} must be a redis://, rediss:// or unix:// URL, got {scheme}:"
+        )
     return value
 
 

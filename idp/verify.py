@@ -9,25 +9,25 @@ idp's revocation stores (``idp.stores``), a verifier also refuses revoked tokens
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import Key, KeySet
-from joserfc.jws import CompactSignature
+from joserfc.jwk import GuestProtocol, Key, KeySet
 
-ACCESS_TOKEN_ALGS = ("ES256", "RS256", "PS256", "EdDSA", "Ed25519")
+from idp.claims import ClaimError, check_times
+from idp.jwks_fetch import JwksFetchError, fetch_jwks
+from idp.registry import ACCEPTED_JWT_ALGS
+
+ACCESS_TOKEN_ALGS = ACCEPTED_JWT_ALGS
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
 DEFAULT_MAX_AGE = 300
 MIN_REFETCH_INTERVAL = 10.0
-_MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
 class InvalidToken(Exception):
@@ -77,11 +77,17 @@ def issued_at_ms(claims: Mapping[str, Any]) -> int:
 
 
 class RemoteJwks:
-    """A JWKS URL, cached for its ``Cache-Control: max-age`` and re-fetched on an unknown kid."""
+    """A JWKS URL, cached for its ``Cache-Control: max-age`` and re-fetched on an unknown kid.
 
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    Fetched by idp.jwks_fetch: size-capped, no redirects. Private hosts are allowed by
+    default, since a resource server usually reaches its idp on an internal network;
+    ``allow_private=False`` refuses them (SSRF) when the URL comes from elsewhere.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, *, allow_private: bool = True) -> None:
         self.url = url
         self.timeout = timeout
+        self.allow_private = allow_private
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._expires = 0.0
@@ -99,17 +105,14 @@ class RemoteJwks:
 
     def _fetch(self, now: float) -> None:
         try:
-            response = requests.get(self.url, timeout=self.timeout)
-            response.raise_for_status()
-            keys = KeySet.import_key_set(response.json())
-        except (requests.RequestException, ValueError, JoseError) as exc:
+            fetched = fetch_jwks(self.url, allow_private=self.allow_private, timeout=self.timeout)
+        except JwksFetchError as exc:
             if self._keys is None:
-                raise VerifierUnavailable(f"cannot fetch JWKS: {type(exc).__name__}") from exc
+                raise VerifierUnavailable(f"cannot fetch JWKS: {exc.description}") from exc
             return  # keep serving the keys we have
-        match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
-        self._keys = keys
+        self._keys = fetched.keys
         self._fetched = now
-        self._expires = now + (int(match.group(1)) if match else DEFAULT_MAX_AGE)
+        self._expires = now + (DEFAULT_MAX_AGE if fetched.max_age is None else fetched.max_age)
 
 
 class LocalJwks:
@@ -185,7 +188,7 @@ class TokenVerifier:
         if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
             raise InvalidToken("not a JWS compact token")
 
-        def pick_key(obj: CompactSignature) -> Key:
+        def pick_key(obj: GuestProtocol) -> Key:
             kid = obj.headers().get("kid")
             if not isinstance(kid, str):
                 raise InvalidToken("token header names no kid")
@@ -213,16 +216,15 @@ class TokenVerifier:
         audiences = audience if isinstance(audience, list) else [audience]
         if self.audience not in audiences:
             raise InvalidToken("token audience mismatch")
-        now = time.time()
+        for name in ("sub", "client_id", "jti"):
+            if not isinstance(claims[name], str):
+                raise InvalidToken(f"token '{name}' is not a string")
         if "sid" in claims and not isinstance(claims["sid"], str):
             raise InvalidToken("token 'sid' is not a string")
-        for name in ("exp", "iat"):
-            if isinstance(claims[name], bool) or not isinstance(claims[name], int | float):
-                raise InvalidToken(f"token '{name}' is not a number")
-        if claims["exp"] <= now - self.leeway:
-            raise InvalidToken("token has expired")
-        if claims["iat"] > now + self.leeway:
-            raise InvalidToken("token issued in the future")
+        try:
+            check_times(claims, time.time(), self.leeway, require_iat=True)
+        except ClaimError as exc:
+            raise InvalidToken(f"token {exc.description}") from None
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise InvalidToken("token 'scope' is not a string")

@@ -1,4 +1,4 @@
-"""Files idp creates are private (SPEC §8): the keys folder 0700, key files 0600, the SQLite
+"""Files idp creates are private: the keys folder 0700, key files 0600, the SQLite
 database and its journal files 0600, the instance folder it creates 0700."""
 
 from __future__ import annotations

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import requests
 
 from idp import verify
-from idp.verify import InsufficientScope, InvalidToken, RemoteJwks, TokenVerifier
+from idp.jwks_fetch import MAX_JWKS_BYTES
+from idp.verify import (
+    InsufficientScope,
+    InvalidToken,
+    RemoteJwks,
+    TokenVerifier,
+    VerifierUnavailable,
+)
 from tests.conftest import ISSUER
 from tests.oauth.helpers import basic, register
+from tests.test_jwks_fetch import KeyServer, Route, jwks_document, padded
 
 
 class CountingJwks(RemoteJwks):
@@ -67,3 +76,24 @@ def test_remote_verifier_caches_refetches_and_checks(
     time.sleep(2.1)  # past max-age=2
     verifier.verify(get_token(base_url, client))
     assert jwks.fetches == before + 2
+
+
+def test_remote_jwks_refuses_an_oversized_set_and_does_not_follow_a_redirect() -> None:
+    document = jwks_document("k1")
+    with KeyServer() as server:
+        good = server.serve("/jwks", Route(json.dumps(document).encode()))
+        assert [key.kid for key in RemoteJwks(good).key_set().keys] == ["k1"]  # control
+
+        big = server.serve("/big", Route(padded(document, MAX_JWKS_BYTES + 1)))
+        with pytest.raises(VerifierUnavailable, match="exceeds"):
+            RemoteJwks(big).key_set()
+
+        moved = server.serve("/moved", Route(b"", 302, {"Location": good}))
+        with pytest.raises(VerifierUnavailable, match="answered 302"):
+            RemoteJwks(moved).key_set()
+        assert server.paths() == ["/jwks", "/big", "/moved"]  # the redirect was not followed
+
+        # Private hosts are allowed by default; a resource server can refuse them (SSRF).
+        with pytest.raises(VerifierUnavailable, match="non-public"):
+            RemoteJwks(good, allow_private=False).key_set()
+        assert server.paths() == ["/jwks", "/big", "/moved"]

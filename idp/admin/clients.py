@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from joserfc.errors import JoseError
@@ -13,9 +13,10 @@ from sqlalchemy import select
 
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
-from idp.models import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, Client, db
+from idp.models import Client, db
 from idp.models.clients import hash_client_secret
-from idp.revocations import revoke_client_tokens
+from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, grant_type_named
+from idp.revocations import Revoker
 from idp.scopes import parse_scope
 
 SECRET_BYTES = 32  # 256 bits
@@ -48,7 +49,7 @@ def validate_client_jwks(jwks: Any) -> dict[str, Any]:
         if not isinstance(key, dict) or PRIVATE_MEMBERS & key.keys():
             raise IdpError("client JWKS must hold public keys only (no private members)")
     try:
-        KeySet.import_key_set(jwks)
+        KeySet.import_key_set(cast(Any, jwks))
     except (JoseError, ValueError, TypeError) as exc:
         raise IdpError(f"client JWKS is not valid: {exc}") from None
     kids = [key.get("kid") for key in jwks["keys"]]
@@ -75,7 +76,8 @@ def _validate_ttl(name: str, value: int | None, minimum: int) -> int | None:
 def create_client(spec: ClientSpec, allow_http_jwks_uri: bool) -> tuple[Client, str | None]:
     if spec.auth_method not in AUTH_METHODS:
         raise IdpError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
-    unknown = [g for g in spec.grant_types if g not in GRANT_TYPES]
+    grant_types = [grant_type_named(name) for name in spec.grant_types]
+    unknown = [name for name, known in zip(spec.grant_types, grant_types, strict=True) if not known]
     if unknown or not spec.grant_types:
         raise IdpError(f"grant types must be among {', '.join(GRANT_TYPES)}; got {unknown or '[]'}")
     if not spec.name.strip() or len(spec.name) > 200:
@@ -97,14 +99,14 @@ def create_client(spec: ClientSpec, allow_http_jwks_uri: bool) -> tuple[Client, 
         secret_hash=hash_client_secret(secret) if secret else None,
         jwks=jwks,
         jwks_uri=jwks_uri,
-        grant_types=list(dict.fromkeys(spec.grant_types)),
+        grant_types=list(dict.fromkeys(name for name in grant_types if name)),
         scopes=parse_scope(spec.scope),
         access_token_ttl=_validate_ttl("access token TTL", spec.access_token_ttl, 1),
         refresh_token_ttl=_validate_ttl("refresh token TTL", spec.refresh_token_ttl, 0),
         refresh_reuse_grace=_validate_ttl("refresh reuse grace", spec.refresh_reuse_grace, 0),
     )
     db.session.add(client)
-    db.session.commit()
+    db.session.flush()
     return client, secret
 
 
@@ -119,12 +121,12 @@ def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.created_at, Client.id)))
 
 
-def delete_client(client_id: str) -> Client:
+def delete_client(client_id: str, revoker: Revoker) -> Client:
     client = get_client(client_id)
     # Its tokens are self-contained JWTs: only a revocation stops them before they expire.
-    revoke_client_tokens(client.id)
+    revoker.client_tokens(db.session, client.id)
     db.session.delete(client)
-    db.session.commit()
+    db.session.flush()
     return client
 
 
@@ -134,7 +136,6 @@ def rotate_client_secret(client_id: str) -> tuple[Client, str]:
         raise IdpError(f"client {client_id} uses {client.auth_method}, which has no secret")
     secret = new_client_secret()
     client.secret_hash = hash_client_secret(secret)
-    db.session.commit()
     return client, secret
 
 

@@ -19,7 +19,7 @@ def create_tenant(name: str) -> Tenant:
         raise IdpError(f"tenant {name!r} already exists")
     tenant = Tenant(name=name)
     db.session.add(tenant)
-    db.session.commit()
+    db.session.flush()
     return tenant
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
@@ -17,7 +18,7 @@ _GENERATORS: dict[str, Callable[[], Key]] = {
 }
 
 
-def generate_signing_key(alg: str) -> dict[str, str]:
+def generate_signing_key(alg: str) -> dict[str, Any]:
     """A private JWK dict with ``kid`` (RFC 7638 thumbprint), ``alg`` and ``use``."""
     key = _GENERATORS[alg]()
     jwk = key.as_dict(private=True)

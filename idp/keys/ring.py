@@ -76,7 +76,7 @@ def _fingerprint(path: Path) -> tuple[int, int, int] | None:
 
 def load_keys(store: KeyStore) -> LoadedKeys:
     records = sorted(store.records(), key=lambda r: (PUBLISH_ORDER[r.state], r.created_at))
-    public: list[dict[str, object]] = []
+    public: list[dict[str, Any]] = []
     active: Key | None = None
     for record in records:
         key = KeySet.import_key_set({"keys": [store.private_jwk(record.kid)]}).keys[0]

@@ -10,10 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.models.base import Base, new_client_id, utcnow
 from idp.models.tenants import Tenant
+from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS
 
-AUTH_METHODS = ("private_key_jwt", "client_secret_basic", "client_secret_post")
-SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-GRANT_TYPES = ("client_credentials", "password", "refresh_token")
+__all__ = ["AUTH_METHODS", "GRANT_TYPES", "SECRET_AUTH_METHODS", "Client", "hash_client_secret"]
 
 
 def hash_client_secret(secret: str) -> str:

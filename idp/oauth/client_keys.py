@@ -7,25 +7,18 @@ cannot turn idp into a request amplifier against the client's key server.
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, cast
 
-import requests
-from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
 from idp.admin.clients import validate_client_jwks
 from idp.errors import IdpError
+from idp.jwks_fetch import INVALID_JWKS, JwksFetchError, fetch_jwks
 from idp.models import Client
 
-FETCH_TIMEOUT = (2.0, 3.0)  # connect, read
-MAX_JWKS_BYTES = 64 * 1024
 REFETCH_INTERVAL = 60.0
 CACHE_TTL = 600.0
 
@@ -45,56 +38,21 @@ class _CachedJwks:
     fetched_at: float
 
 
-def check_public_host(uri: str) -> None:
-    """Refuse key servers on loopback, private, link-local or reserved addresses (SSRF).
+def fetch_client_jwks(uri: str, allow_private: bool = False) -> KeySet:
+    """The client's keys from its ``jwks_uri``, held to the rules of a registered JWKS.
 
-    Development and tests opt out with IDP_INSECURE_JWKS_URI=true. The name is resolved
-    here and again by the HTTP client, so this narrows but cannot close DNS rebinding.
+    Private hosts are refused unless IDP_INSECURE_JWKS_URI=true (development and tests).
     """
-    host = urlsplit(uri).hostname or ""
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        raise ClientKeyError("jwks_uri_fetch", "jwks_uri host does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ClientKeyError("jwks_uri_private", "jwks_uri points to a non-public address")
-
-
-def fetch_jwks(uri: str, allow_private: bool = False) -> KeySet:
-    if not allow_private:
-        check_public_host(uri)
+        fetched = fetch_jwks(uri, allow_private=allow_private)
+    except JwksFetchError as exc:
+        raise ClientKeyError(exc.rule, exc.description) from None
     try:
-        with requests.get(
-            uri,
-            timeout=FETCH_TIMEOUT,
-            stream=True,
-            allow_redirects=False,
-            headers={"Accept": "application/jwk-set+json, application/json"},
-        ) as response:
-            if response.status_code != 200:
-                raise ClientKeyError("jwks_uri_fetch", f"jwks_uri answered {response.status_code}")
-            body = _read_limited(response)
-    except requests.RequestException as exc:
-        reason = f"jwks_uri fetch failed ({type(exc).__name__})"
-        raise ClientKeyError("jwks_uri_fetch", reason) from None
-    try:
-        return KeySet.import_key_set(validate_client_jwks(json.loads(body)))
-    except (ValueError, IdpError, JoseError) as exc:
+        validate_client_jwks(fetched.document)
+    except IdpError as exc:
         reason = f"jwks_uri returned no usable JWKS: {exc}"
-        raise ClientKeyError("jwks_uri_invalid", reason) from None
-
-
-def _read_limited(response: requests.Response) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(8192):
-        size += len(chunk)
-        if size > MAX_JWKS_BYTES:
-            raise ClientKeyError("jwks_uri_fetch", f"jwks_uri body exceeds {MAX_JWKS_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        raise ClientKeyError(INVALID_JWKS, reason) from None
+    return fetched.keys
 
 
 class ClientKeyResolver:
@@ -111,7 +69,7 @@ class ClientKeyResolver:
             return self._remote_key(client.jwks_uri, kid)
         if not client.jwks:
             raise ClientKeyError("no_client_keys", "client has no registered keys")
-        return _select(KeySet.import_key_set(client.jwks), kid)
+        return _select(KeySet.import_key_set(cast(Any, client.jwks)), kid)
 
     def _remote_key(self, uri: str, kid: str | None) -> Key:
         now = time.monotonic()
@@ -131,7 +89,7 @@ class ClientKeyResolver:
             if current is not stale and current is not None:
                 return current  # another thread refreshed meanwhile
             try:
-                fresh = _CachedJwks(fetch_jwks(uri, self.allow_private_hosts), now)
+                fresh = _CachedJwks(fetch_client_jwks(uri, self.allow_private_hosts), now)
             except ClientKeyError:
                 if stale is None:
                     raise

@@ -6,24 +6,16 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from idp.oauth.client_auth import ASSERTION_ALGS
-from idp.oauth.server import CLIENT_AUTH_METHODS, GRANT_TYPES_SUPPORTED
+from idp.registry import (
+    ACCEPTED_JWT_ALGS,
+    AUTH_METHODS,
+    GRANT_TYPES,
+    SCOPES_SUPPORTED,
+    SIGNING_ALGS,
+)
 from idp.runtime import runtime
-from idp.settings import SIGNING_ALGS
 
 blueprint = Blueprint("discovery", __name__)
-
-SCOPES_SUPPORTED = [
-    "openid",
-    "profile",
-    "email",
-    "offline_access",
-    "user:self",
-    "user:create",
-    "user:read",
-    "user:update",
-    "user:delete",
-]
 
 
 def server_metadata() -> dict[str, Any]:
@@ -34,14 +26,14 @@ def server_metadata() -> dict[str, Any]:
         "token_endpoint": settings.token_endpoint,
         "jwks_uri": f"{issuer}/oidc/jwks",
         "revocation_endpoint": f"{issuer}/oidc/revoke",
-        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint": f"{issuer}/oidc/introspect",
-        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "userinfo_endpoint": f"{issuer}/oidc/userinfo",
-        "scopes_supported": SCOPES_SUPPORTED,
-        "grant_types_supported": GRANT_TYPES_SUPPORTED,
-        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "scopes_supported": list(SCOPES_SUPPORTED),
+        "grant_types_supported": list(GRANT_TYPES),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(ACCEPTED_JWT_ALGS),
         "response_types_supported": [],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),

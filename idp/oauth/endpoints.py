@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from idp.bearer import BearerError, authenticate
+from idp.bearer import BearerError, authenticate, bearer_error_response
 from idp.errors import KeyStoreError
 from idp.http_errors import (
     UNAVAILABLE_DESCRIPTION,
@@ -20,19 +20,20 @@ from idp.http_errors import (
 from idp.models import User, db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import check_oauth_request
-from idp.oauth.server import authorization_server
+from idp.oauth.server import DURABLE_FAILURE, authorization_server
 from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY
 
 blueprint = Blueprint("oauth", __name__)
 
 
 def _run(handler: Callable[[], Response]) -> Response:
-    """Validate, run, and commit only a success: a failed request leaves nothing behind."""
+    """Validate, run, and commit once: a success, or a refusal that must be remembered
+    (a counted bad password, a revoked family); any other failure leaves nothing behind."""
     server = authorization_server()
     try:
         check_oauth_request(request)
         response = handler()
-        if response.status_code < 400:
+        if response.status_code < 400 or g.get(DURABLE_FAILURE, False):
             db.session.commit()
         else:
             db.session.rollback()
@@ -42,8 +43,11 @@ def _run(handler: Callable[[], Response]) -> Response:
             retry_later(response)
         return response
     except OAuth2Error as error:
-        db.session.rollback()
         response = server.handle_error_response(None, error)
+        if g.get(DURABLE_FAILURE, False):
+            db.session.commit()
+        else:
+            db.session.rollback()
         return retry_later(response) if response.status_code == 503 else response
     except KeyStoreError as exc:
         return _unavailable(exc, "no signing key is available; try again later")
@@ -98,11 +102,7 @@ def userinfo() -> Response:
         ):
             raise BearerError(401, "invalid_token", "the token names no live user")
     except BearerError as exc:
-        response = jsonify({"error": exc.error or "invalid_token", "error_description": str(exc)})
-        response.status_code = exc.status
-        response.headers["WWW-Authenticate"] = exc.challenge
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return bearer_error_response(exc, problem=False)
     claims = {"sub": user.id, "preferred_username": user.username}
     if "email" in token.scopes and user.email:
         claims["email"] = user.email

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError
 
 
 def safe_description(text: str) -> str:
@@ -18,6 +18,16 @@ class ClientAuthFailed(InvalidClientError):
     def __init__(self, rule: str, description: str) -> None:
         super().__init__(description=safe_description(description), status_code=401)
         self.rule = rule
+
+
+class GrantRefused(InvalidGrantError):
+    """invalid_grant with the rule that failed. ``durable`` asks the endpoint to commit what
+    the request wrote before failing: a counted bad password, a revoked family."""
+
+    def __init__(self, rule: str, description: str, durable: bool = False) -> None:
+        super().__init__(description=safe_description(description))
+        self.rule = rule
+        self.durable = durable
 
 
 class MalformedRequest(InvalidRequestError):

@@ -3,21 +3,23 @@ user-aware scopes, invalid_grant for bad credentials, rotation and reuse detecti
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
 
-from idp import audit, revocations
+from idp import audit, refresh_tokens
 from idp.models import User, db, utcnow
-from idp.oauth import refresh_tokens
 from idp.oauth.clients import OAuthClient
+from idp.oauth.errors import GrantRefused
 from idp.oauth.id_token import id_token_for
-from idp.runtime import runtime
-from idp.scopes import USER_BASE_SCOPES
-from idp.users import lockout
+from idp.registry import AUTH_METHODS
 from idp.users.authentication import SignInFailure, sign_in
+from idp.users.rules import grantable_scopes, session_may_continue
 
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+if TYPE_CHECKING:
+    from idp.oauth.server import IdpAuthorizationServer
+
+CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 BAD_CREDENTIALS = "invalid username or password"
 # One metrics reason for unknown user, wrong password and locked user: metrics must not
 # tell whether a username exists (the audit log, for operators, keeps the detail).
@@ -35,18 +37,12 @@ class IdpUser:
         return self.row.id
 
 
-def allowed_user_scopes(client: OAuthClient, user: User) -> list[str]:
-    """The client's scopes that the user holds, counting the base scopes every user has."""
-    user_side = set(user.scopes) | set(USER_BASE_SCOPES)
-    return [scope for scope in client.row.scopes if scope in user_side]
-
-
 def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
     """requested, within the client scopes and the user scopes plus the base scopes.
 
     No scope requested means the whole allowed set.
     """
-    allowed = allowed_user_scopes(client, user)
+    allowed = grantable_scopes(client.row.scopes, user)
     if requested is None or not requested.strip():
         if not allowed:
             raise InvalidScopeError("the client and the user share no scope")
@@ -57,18 +53,11 @@ def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
     return " ".join(wanted)
 
 
-def user_is_usable(user: User | None, auth_time: Any) -> bool:
-    """May this login's session go on? A bad-password lock leaves sessions alone."""
-    if user is None or user.deleted_at is not None or lockout.is_locked_by_operator(user):
-        return False
-    # A password reset after the login ends every session of that login.
-    return user.password_changed_at is None or user.password_changed_at <= auth_time
-
-
 class _UserTokenGrant:
     """Shared tail of the password and refresh grants: issue, add id_token, store refresh."""
 
     request: Any
+    server: IdpAuthorizationServer
 
     def authenticate_token_endpoint_client(self) -> OAuthClient:
         # Authlib's password grant sets request.client only after authenticate_user,
@@ -86,7 +75,9 @@ class _UserTokenGrant:
             include_refresh_token=with_refresh,
         )
         if "openid" in scope.split():
-            token["id_token"] = id_token_for(client, user, lineage_of.auth_time)
+            token["id_token"] = id_token_for(
+                self.server.runtime, client, user, lineage_of.auth_time
+            )
         if "refresh_token" in token:
             refresh_tokens.store(
                 token["refresh_token"], lineage_of, client.get_client_id(), user.id, user.tenant_id
@@ -106,21 +97,17 @@ class PasswordGrant(_UserTokenGrant, grants.ResourceOwnerPasswordCredentialsGran
                 client.get_client_id(),
                 username,
                 password,
-                runtime().settings,
+                self.server.runtime.settings,
             )
         except SignInFailure:
-            error = InvalidGrantError(BAD_CREDENTIALS)
-            error.rule = SIGN_IN_FAILURE_RULE  # type: ignore[attr-defined]
-            raise error from None
+            raise GrantRefused(SIGN_IN_FAILURE_RULE, BAD_CREDENTIALS, durable=True) from None
         return IdpUser(user)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         user: User = self.request.user.row
         client: OAuthClient = self.request.client
         scope = user_scope(client, user, self.request.payload.scope)
-        lifetime = client.row.refresh_token_ttl
-        if lifetime is None:
-            lifetime = runtime().settings.refresh_token_ttl
+        lifetime = self.server.runtime.lifetimes.refresh_token(client.row)
         lineage = refresh_tokens.fresh_lineage(scope, lifetime, utcnow())
         token = self.issue(user, scope, lineage)
         self.save_token(token)
@@ -133,15 +120,13 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
         client: OAuthClient = self.request.client
-        grace = client.row.refresh_reuse_grace
-        if grace is None:
-            grace = runtime().settings.refresh_reuse_grace
+        grace = self.server.runtime.lifetimes.refresh_reuse_grace(client.row)
         try:
             row = refresh_tokens.consume(refresh_token, client.get_client_id(), grace)
         except refresh_tokens.RefreshTokenReused as reuse:
             family_id, user_id = reuse.row.family_id, reuse.row.user_id
             revoked = refresh_tokens.revoke_family(family_id)
-            revocations.revoke_session(family_id)
+            self.server.runtime.revoker.session(db.session, family_id)
             audit.record(
                 "refresh_reuse_detected",
                 tenant=client.tenant_name,
@@ -150,16 +135,17 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
                 family_id=family_id,
                 revoked=revoked,
             )
-            db.session.commit()
-            error = InvalidGrantError("refresh token was already used; its sessions are revoked")
-            error.rule = "reuse"  # type: ignore[attr-defined]
-            raise error from None
+            raise GrantRefused(
+                "reuse", "refresh token was already used; its sessions are revoked", durable=True
+            ) from None
         return _RefreshTokenView(row) if row is not None else None
 
     def authenticate_user(self, refresh_token: Any) -> IdpUser | None:
         row = refresh_token.row
         user = db.session.get(User, row.user_id)
-        return IdpUser(user) if user_is_usable(user, row.auth_time) else None
+        if user is None or not session_may_continue(user, row.auth_time):
+            return None
+        return IdpUser(user)
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         refresh_token = self.request.refresh_token
@@ -168,7 +154,7 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
             raise InvalidGrantError("the user of this refresh token can no longer sign in")
         wanted = (self.request.payload.scope or refresh_token.get_scope()).split()
         # Scopes taken from the user or the client since the login are not renewed.
-        allowed = allowed_user_scopes(self.request.client, user.row)
+        allowed = grantable_scopes(self.request.client.row.scopes, user.row)
         scope = " ".join(item for item in wanted if item in allowed)
         if not scope:
             raise InvalidGrantError("none of this session's scopes is still granted")
@@ -177,9 +163,6 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
         self.request.user = user
         self.save_token(token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
-
-    def revoke_old_credential(self, refresh_token: Any) -> None:
-        """Nothing to do: consuming the token already marked it used."""
 
 
 class _RefreshTokenView:

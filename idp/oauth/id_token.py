@@ -7,19 +7,16 @@ from datetime import datetime
 
 from idp.models import User
 from idp.oauth.clients import OAuthClient
-from idp.runtime import runtime
-
-ID_TOKEN_TTL = 3600
+from idp.runtime import Runtime
 
 
-def id_token_for(client: OAuthClient, user: User, auth_time: datetime) -> str:
-    rt = runtime()
+def id_token_for(rt: Runtime, client: OAuthClient, user: User, auth_time: datetime) -> str:
     now = int(time.time())
     claims = {
         "iss": rt.settings.issuer,
         "sub": user.id,
         "aud": client.get_client_id(),
-        "exp": now + ID_TOKEN_TTL,
+        "exp": now + rt.lifetimes.id_token,
         "iat": now,
         "auth_time": int(auth_time.timestamp()),
         "tenant": user.tenant.name,

@@ -2,46 +2,57 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from flask import Flask, Response, current_app
+from authlib.oauth2.rfc6749 import InvalidClientError
+from flask import Flask, Response, current_app, g
 
 from idp.oauth.client_auth import PrivateKeyJWTAuth
 from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import query_client
-from idp.oauth.grants import (
-    CLIENT_AUTH_METHODS,
-    ClientCredentialsGrant,
-    PasswordGrant,
-    RefreshTokenGrant,
-)
-from idp.oauth.refresh_tokens import new_refresh_token
+from idp.oauth.errors import ClientAuthFailed
 from idp.oauth.token_endpoints import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_format import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
+from idp.refresh_tokens import new_refresh_token
+from idp.registry import GRANTS, Grant
 from idp.runtime import Runtime
 
 SERVER_KEY = "idp.oauth"
-GRANT_TYPES_SUPPORTED = ["client_credentials", "password", "refresh_token"]
+# Set on flask.g when a refusal asks the endpoint to keep what the request wrote.
+DURABLE_FAILURE = "idp_durable_failure"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 UNAUTHENTICATED = (
     "client authentication failed: unknown client, wrong secret, no credentials, "
     "or a method the client is not registered for"
 )
-__all__ = ["CLIENT_AUTH_METHODS", "GRANT_TYPES_SUPPORTED", "init_authorization_server"]
 
 
 class IdpAuthorizationServer(AuthorizationServer):
+    """Authlib's server with idp's services on it: grants and endpoints reach settings,
+    lifetimes, stores and the verifier through ``self.server.runtime``."""
+
+    runtime: Runtime
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        """Every endpoint's one way to authenticate a client: idp's own failures pass with
+        their rule; Authlib's (no method accepted the request) become one clear answer."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except ClientAuthFailed:
+            raise
+        except InvalidClientError:
+            raise ClientAuthFailed("credentials", UNAUTHENTICATED) from None
+
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         if error.error == "invalid_client":
             # RFC 6749 §5.2 lets any client-auth failure be 401; idp always answers 401.
             error.status_code = 401
-            if (error.description or "").startswith("The client cannot authenticate"):
-                # Authlib's catch-all after every method declined: say what that means.
-                error.description = UNAUTHENTICATED
-                error.rule = "credentials"  # type: ignore[attr-defined]
+        if getattr(error, "durable", False):
+            g.setdefault(DURABLE_FAILURE, True)
         TOKEN_FAILURES.labels(error.error, getattr(error, "rule", "protocol")).inc()
         return super().handle_error_response(request, error)
 
@@ -59,8 +70,9 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
 
 def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer:
     server = IdpAuthorizationServer()
+    server.runtime = rt
     server.init_app(app, query_client=query_client, save_token=_save_token)
-    generator = AccessTokenGenerator(rt.settings, rt.key_ring, new_refresh_token)
+    generator = AccessTokenGenerator(rt.settings, rt.lifetimes, rt.key_ring, new_refresh_token)
     server.register_token_generator("default", generator)
     server.register_client_auth_method(
         "private_key_jwt",
@@ -68,12 +80,20 @@ def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer
             rt.settings, rt.replay_store, ClientKeyResolver(rt.settings.insecure_jwks_uri)
         ),
     )
-    for grant in (ClientCredentialsGrant, PasswordGrant, RefreshTokenGrant):
-        server.register_grant(grant)
+    for grant in GRANTS:
+        server.register_grant(_grant_class(grant))
     server.register_endpoint(IdpRevocationEndpoint)
     server.register_endpoint(IdpIntrospectionEndpoint)
     app.extensions[SERVER_KEY] = server
     return server
+
+
+def _grant_class(grant: Grant) -> type:
+    module_name, _, class_name = grant.implementation.partition(":")
+    implementation = getattr(importlib.import_module(module_name), class_name)
+    if grant.grant_type != implementation.GRANT_TYPE:
+        raise TypeError(f"{grant.implementation} serves {implementation.GRANT_TYPE!r}")
+    return implementation
 
 
 def authorization_server() -> IdpAuthorizationServer:

@@ -7,22 +7,20 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from idp import audit, revocations
+from idp import audit, refresh_tokens
 from idp.models import User, db
-from idp.oauth import refresh_tokens
 from idp.oauth.clients import OAuthClient
-from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.token_lookup import AccessTokenRecord, RefreshTokenRecord, find_token
-from idp.runtime import runtime
+from idp.registry import AUTH_METHODS
 
 TOKEN_HINTS = ("access_token", "refresh_token")
 
 
 class IdpRevocationEndpoint(RevocationEndpoint):
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-        return find_token(token_string, token_type_hint)
+        return find_token(token_string, token_type_hint, self.server.runtime.verifier)
 
     def authenticate_token(self, request: Any, client: OAuthClient) -> Any:
         self.check_params(request, client)
@@ -32,34 +30,37 @@ class IdpRevocationEndpoint(RevocationEndpoint):
 
     def revoke_token(self, token: Any, request: Any) -> None:
         client: OAuthClient = request.client
+        subject: dict[str, Any]
         if isinstance(token, RefreshTokenRecord):
             count = refresh_tokens.revoke_family(token.row.family_id)
-            revocations.revoke_session(token.row.family_id)
+            revoker = self.server.runtime.revoker
+            revoker.session(db.session, token.row.family_id)
             subject = {"user_id": token.row.user_id, "kind": "refresh_token", "revoked": count}
         else:
             assert isinstance(token, AccessTokenRecord)
-            revocations.revoke_access_token(str(token.claims["jti"]), int(token.claims["exp"]))
+            self.server.runtime.revoker.access_token(
+                db.session, str(token.claims["jti"]), int(token.claims["exp"])
+            )
             subject = {"kind": "access_token"}
             if token.token.is_user_token:
                 subject["user_id"] = token.token.subject
         audit.record(
             "token_revoked", tenant=client.tenant_name, client_id=client.get_client_id(), **subject
         )
-        db.session.commit()
 
 
 class IdpIntrospectionEndpoint(IntrospectionEndpoint):
-    CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-        return find_token(token_string, token_type_hint)
+        return find_token(token_string, token_type_hint, self.server.runtime.verifier)
 
     def check_permission(self, token: Any, client: OAuthClient, request: Any) -> bool:
         # A client sees only tokens of its own tenant.
         return token.tenant == client.tenant_name
 
     def introspect_token(self, token: Any) -> dict[str, Any]:
-        settings = runtime().settings
+        settings = self.server.runtime.settings
         if isinstance(token, AccessTokenRecord):
             claims = token.claims
             payload = {

@@ -9,6 +9,7 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 
 from idp.keys import KeyRing
+from idp.lifetimes import Lifetimes
 from idp.oauth.clients import OAuthClient
 from idp.settings import Settings
 
@@ -16,17 +17,24 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 -- a media type, not a secret
 
 
 class AccessTokenGenerator(JWTBearerTokenGenerator):
-    def __init__(self, settings: Settings, key_ring: KeyRing, refresh_token_generator: Any = None):
+    def __init__(
+        self,
+        settings: Settings,
+        lifetimes: Lifetimes,
+        key_ring: KeyRing,
+        refresh_token_generator: Any = None,
+    ):
         super().__init__(
             issuer=settings.issuer,
             refresh_token_generator=refresh_token_generator,
             expires_generator=self.expires_in,
         )
         self.settings = settings
+        self.lifetimes = lifetimes
         self.key_ring = key_ring
 
     def expires_in(self, client: OAuthClient, grant_type: str) -> int:
-        return client.row.access_token_ttl or self.settings.access_token_ttl
+        return self.lifetimes.access_token(client.row)
 
     def get_audiences(self, client: OAuthClient, user: Any, scope: str) -> str:
         return self.settings.issuer

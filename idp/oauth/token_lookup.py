@@ -4,20 +4,18 @@ revocation and introspection endpoints, as objects Authlib's endpoints can ask a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+from idp import refresh_tokens
 from idp.models import RefreshToken, User, db, utcnow
-from idp.oauth import refresh_tokens
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import TemporarilyUnavailable
-from idp.oauth.grants import user_is_usable
-from idp.runtime import runtime
-from idp.verify import AccessToken, InvalidToken, VerifierUnavailable
+from idp.users.rules import session_may_continue
+from idp.verify import AccessToken, InvalidToken, TokenVerifier, VerifierUnavailable
 
 
 class AccessTokenRecord:
-    kind = "access_token"
-
     def __init__(self, token: AccessToken) -> None:
         self.token = token
         self.claims = token.claims
@@ -37,8 +35,6 @@ class AccessTokenRecord:
 
 
 class RefreshTokenRecord:
-    kind = "refresh_token"
-
     def __init__(self, row: RefreshToken) -> None:
         self.row = row
 
@@ -60,27 +56,31 @@ class RefreshTokenRecord:
     def is_revoked(self) -> bool:
         if self.row.revoked_at is not None or self.row.used_at is not None:
             return True
-        return not user_is_usable(self.user, self.row.auth_time)
+        return not session_may_continue(self.user, self.row.auth_time)
 
 
-def find_access_token(token: str) -> AccessTokenRecord | None:
+def find_access_token(token: str, verifier: TokenVerifier) -> AccessTokenRecord | None:
     try:
-        return AccessTokenRecord(runtime().verifier.verify(token))
+        return AccessTokenRecord(verifier.verify(token))
     except InvalidToken:
         return None
     except VerifierUnavailable as exc:
         raise TemporarilyUnavailable("revocation list unreachable; try again later") from exc
 
 
-def find_token(token: str, hint: str | None) -> Any:
+def find_token(token: str, hint: str | None, verifier: TokenVerifier) -> Any:
+    """The access or refresh token ``token`` is, trying the likelier kind first."""
     if not token or len(token) > 8192:
         return None
     looks_like_jwt = token.count(".") == 2
-    finders = [find_access_token, _find_refresh_token]
+    finders: list[Callable[[], Any]] = [
+        lambda: find_access_token(token, verifier),
+        lambda: _find_refresh_token(token),
+    ]
     if hint == "refresh_token" or not looks_like_jwt:
         finders.reverse()
     for finder in finders:
-        found = finder(token)
+        found = finder()
         if found is not None:
             return found
     return None

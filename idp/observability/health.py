@@ -1,19 +1,24 @@
-"""Liveness and readiness: ready means database, Redis (when configured) and an active key."""
+"""Liveness and readiness: ready means the database, the backends of the replay and
+revocation stores, and an active key."""
 
 from __future__ import annotations
 
 import logging
 
-import redis
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.models import db
 from idp.runtime import runtime
+from idp.stores import ReplayStore, RevocationStore, StoreUnavailable
 
 blueprint = Blueprint("health", __name__)
 logger = logging.getLogger(__name__)
+
+# Reported in every profile, so /readyz keeps one JSON shape; one no store uses is
+# "not configured".
+REPORTED_BACKENDS = ("database", "redis")
 
 
 @blueprint.get("/healthz")
@@ -31,16 +36,22 @@ def _check_database() -> str | None:
     return None
 
 
-def _check_redis() -> str | None:
-    client = runtime().redis
-    if client is None:
-        return None
+def _check_store(store: ReplayStore | RevocationStore) -> str | None:
     try:
-        client.ping()
-    except redis.RedisError as exc:
-        logger.warning("readiness: redis unreachable: %s", type(exc).__name__)
-        return "redis unreachable"
+        store.ping()
+    except StoreUnavailable as exc:
+        cause = exc.__cause__ or exc
+        logger.warning("readiness: %s unreachable: %s", store.backend, type(cause).__name__)
+        return f"{store.backend} unreachable"
     return None
+
+
+def _check_stores(checks: dict[str, str | None]) -> None:
+    """One ping per backend: stores that share one (or share the database) are checked once."""
+    rt = runtime()
+    for store in (rt.replay_store, rt.revocation_store):
+        if store.backend not in checks:
+            checks[store.backend] = _check_store(store)
 
 
 def _check_keys() -> str | None:
@@ -49,14 +60,17 @@ def _check_keys() -> str | None:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    checks = {"database": _check_database(), "redis": _check_redis(), "keys": _check_keys()}
+    checks: dict[str, str | None] = {"database": _check_database()}
+    _check_stores(checks)
+    checks["keys"] = _check_keys()
     failures = [reason for reason in checks.values() if reason]
-    body = {
+    # Updating keeps the defaults' order: database, redis, keys.
+    report = dict.fromkeys(REPORTED_BACKENDS, "not configured")
+    report |= {name: reason or "ok" for name, reason in checks.items()}
+    body: dict[str, object] = {
         "status": "unavailable" if failures else "ready",
-        "checks": {name: reason or "ok" for name, reason in checks.items()},
+        "checks": report,
     }
-    if runtime().redis is None:
-        body["checks"]["redis"] = "not configured"
     if failures:
         body["reason"] = "; ".join(failures)
     response = jsonify(body)

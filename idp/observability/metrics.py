@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import os
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -17,6 +17,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from idp.bearer import BearerError, bearer_error_response
 from idp.runtime import runtime
 
 blueprint = Blueprint("metrics", __name__)
@@ -56,13 +57,10 @@ def _authorized(expected: str) -> bool:
 
 
 def _unauthorized() -> Response:
-    # The same JSON error shape as idp's other non-/users endpoints.
+    # No error code in the challenge, whatever was sent: a wrong guess learns nothing more
+    # than a missing header (RFC 6750 §3.1 leaves the code out when credentials are absent).
     description = "GET /metrics needs Authorization: Bearer <IDP_METRICS_TOKEN>"
-    response = jsonify({"error": "invalid_token", "error_description": description})
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = 'Bearer realm="idp"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return bearer_error_response(BearerError(401, None, description), problem=False)
 
 
 @blueprint.get("/metrics")

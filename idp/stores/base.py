@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
+
+# A session, or Flask-SQLAlchemy's scoped ``db.session`` that stands for one.
+SessionLike = Session | scoped_session[Any]
 
 
 class StoreUnavailable(Exception):
@@ -12,8 +15,15 @@ class StoreUnavailable(Exception):
 
 
 class ReplayStore(Protocol):
+    # The service the store cannot work without, as readiness names it: "database", "redis".
+    backend: str
+
     def claim(self, key: str, expires_at: int) -> bool:
         """Record ``key`` until the Unix time ``expires_at``; False if it was already there."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the backend answers; raise StoreUnavailable otherwise."""
         ...
 
 
@@ -28,7 +38,9 @@ class Revocation:
 
 
 class RevocationStore(Protocol):
-    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+    backend: str
+
+    def revoke(self, session: SessionLike, revocations: Sequence[Revocation]) -> None:
         """Record revocations durably within ``session``'s transaction (the caller commits).
 
         A fast path outside the database is updated at once, before that commit: should
@@ -38,4 +50,9 @@ class RevocationStore(Protocol):
 
     def latest_revocation(self, keys: Sequence[str]) -> int | None:
         """The newest ``revoked_at_ms`` among live revocations of ``keys``, or None."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the backend read on every request answers; raise StoreUnavailable
+        otherwise."""
         ...

@@ -9,16 +9,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Executable, Select, bindparam, case, delete, func, insert, or_, select
+from sqlalchemy import Executable, Select, bindparam, case, delete, func, insert, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from idp.models import ReplayEntry
 from idp.models import Revocation as RevocationRow
-from idp.stores.base import Revocation, StoreUnavailable
+from idp.stores.base import Revocation, SessionLike, StoreUnavailable
 
 # Expired rows are swept on a small share of writes, so the tables stay bounded.
 SWEEP_PROBABILITY = 0.02
@@ -52,9 +51,22 @@ def _insert_once(engine: Engine, *statements: Executable) -> bool:
     return True
 
 
+def _ping(engine: Engine) -> None:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise StoreUnavailable(f"database: {type(exc).__name__}") from exc
+
+
 class DatabaseReplayStore:
+    backend = "database"
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def ping(self) -> None:
+        _ping(self.engine)
 
     def claim(self, key: str, expires_at: int) -> bool:
         stale = ReplayEntry.expires_at < _now()
@@ -71,10 +83,15 @@ class DatabaseReplayStore:
 class DatabaseRevocationStore:
     """The source of truth for revocations, and the whole store in the embedded profile."""
 
+    backend = "database"
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+    def ping(self) -> None:
+        _ping(self.engine)
+
+    def revoke(self, session: SessionLike, revocations: Sequence[Revocation]) -> None:
         if _sweep_now():
             session.execute(delete(RevocationRow).where(RevocationRow.expires_at < _now()))
         for revocation in revocations:
@@ -85,9 +102,10 @@ class DatabaseRevocationStore:
         params["now"] = _now()
         try:
             with self.engine.connect() as connection:
-                return connection.scalar(_latest_statement(len(keys)), params)
+                latest = connection.scalar(_latest_statement(len(keys)), params)
         except SQLAlchemyError as exc:
             raise StoreUnavailable(f"database: {type(exc).__name__}") from exc
+        return None if latest is None else int(latest)
 
     def live_revocations(self) -> list[Revocation]:
         """Every unexpired revocation, to refill a fast path that lost its data."""
@@ -107,7 +125,7 @@ class DatabaseRevocationStore:
 
 
 @functools.cache
-def _latest_statement(key_count: int) -> Select[tuple[int | None]]:
+def _latest_statement(key_count: int) -> Select[Any]:
     """One cached statement per key count, on every request: an expanding ``IN`` would be
     re-rendered at each execution, about five times the cost of the query itself."""
     matches = [RevocationRow.key == bindparam(f"key{index}") for index in range(key_count)]
@@ -116,7 +134,7 @@ def _latest_statement(key_count: int) -> Select[tuple[int | None]]:
     )
 
 
-def _upsert(session: Session, revocation: Revocation) -> Executable:
+def _upsert(session: SessionLike, revocation: Revocation) -> Executable:
     """Insert, or keep the later of the two revocation times and expiries."""
     dialect = session.get_bind().dialect.name
     insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert

@@ -6,18 +6,50 @@ import time
 from collections.abc import Sequence
 
 import redis
-from sqlalchemy.orm import Session
 
-from idp.stores.base import Revocation, StoreUnavailable
+from idp.stores.base import Revocation, SessionLike, StoreUnavailable
 from idp.stores.database_store import DatabaseRevocationStore
 
 REPLAY_PREFIX = "idp:replay:"
 REVOKED_PREFIX = "idp:revoked:"
 
+# SET that keeps the later revocation time and the later expiry of the stored value and the
+# new one, as the database's upsert does: two workers may finish their writes in either
+# order, and a refill may write what it read before a newer revocation. KEYS[1] the key,
+# ARGV[1] revoked_at_ms, ARGV[2] expires_at in Unix seconds.
+KEEP_LATER = """
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+    return redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2])
+end
+local value = ARGV[1]
+if tonumber(stored) > tonumber(ARGV[1]) then
+    value = stored
+end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if redis.call('PTTL', KEYS[1]) > tonumber(ARGV[2]) * 1000 - now_ms then
+    return redis.call('SET', KEYS[1], value, 'KEEPTTL')
+end
+return redis.call('SET', KEYS[1], value, 'EXAT', ARGV[2])
+"""
+
+
+def _ping(client: redis.Redis) -> None:
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
 
 class RedisReplayStore:
+    backend = "redis"
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+
+    def ping(self) -> None:
+        _ping(self.client)
 
     def claim(self, key: str, expires_at: int) -> bool:
         # EXAT must lie in the future or Redis rejects the SET; a past expiry is already stale.
@@ -38,12 +70,17 @@ class RedisRevocationStore:
     """
 
     LOADED = REVOKED_PREFIX + "(loaded)"
+    # The database behind the fast path is readiness's own "database" check.
+    backend = "redis"
 
     def __init__(self, client: redis.Redis, database: DatabaseRevocationStore) -> None:
         self.client = client
         self.database = database
 
-    def revoke(self, session: Session, revocations: Sequence[Revocation]) -> None:
+    def ping(self) -> None:
+        _ping(self.client)
+
+    def revoke(self, session: SessionLike, revocations: Sequence[Revocation]) -> None:
         self.database.revoke(session, revocations)
         try:
             self._write(revocations, loaded=False)
@@ -72,12 +109,8 @@ class RedisRevocationStore:
         pipe = self.client.pipeline(transaction=True)
         for revocation in revocations:
             if revocation.expires_at > now:
-                # A later revocation of the same key always carries the later time.
-                pipe.set(
-                    REVOKED_PREFIX + revocation.key,
-                    revocation.revoked_at_ms,
-                    exat=revocation.expires_at,
-                )
+                key = REVOKED_PREFIX + revocation.key
+                pipe.eval(KEEP_LATER, 1, key, revocation.revoked_at_ms, revocation.expires_at)
         if loaded:
             pipe.set(self.LOADED, b"1")
         pipe.execute()

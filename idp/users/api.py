@@ -142,7 +142,7 @@ def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
         raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
     _check_current_password(user, token, body.currentPassword)
     try:
-        service.set_password(user, body.newPassword, None, "password_changed")
+        service.set_password(user, body.newPassword, None, "password_changed", runtime().revoker)
     except WeakPasswordError as exc:
         raise _weak(exc) from None
     _commit()
@@ -194,7 +194,7 @@ def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
     status=204, errors=(404,),
 )  # fmt: skip
 def delete_user(token: AccessToken, user_id: str) -> None:
-    service.delete_user(_user(token, user_id), token.claims["client_id"])
+    service.delete_user(_user(token, user_id), token.claims["client_id"], runtime().revoker)
     _commit()
 
 
@@ -205,7 +205,9 @@ def delete_user(token: AccessToken, user_id: str) -> None:
 def reset_password(token: AccessToken, body: ResetPassword, user_id: str) -> None:
     user = _user(token, user_id)
     try:
-        service.set_password(user, body.newPassword, token.claims["client_id"], "password_reset")
+        service.set_password(
+            user, body.newPassword, token.claims["client_id"], "password_reset", runtime().revoker
+        )
     except WeakPasswordError as exc:
         raise _weak(exc) from None
     _commit()
@@ -213,7 +215,7 @@ def reset_password(token: AccessToken, body: ResetPassword, user_id: str) -> Non
 
 def _set_lock(token: AccessToken, user_id: str, locked: bool) -> LockStatus:
     user = _user(token, user_id)
-    service.set_lock(user, locked, token.claims["client_id"])
+    service.set_lock(user, locked, token.claims["client_id"], runtime().revoker)
     _commit()
     return LockStatus.model_validate(service.lock_status(user, utcnow()))
 
@@ -247,6 +249,8 @@ def lock_status(token: AccessToken, user_id: str) -> LockStatus:
     scope="user:update", response=RevokedCount, errors=(404,),
 )  # fmt: skip
 def revoke_tokens(token: AccessToken, user_id: str) -> RevokedCount:
-    revoked = service.revoke_sessions(_user(token, user_id), token.claims["client_id"])
+    revoked = service.revoke_sessions(
+        _user(token, user_id), token.claims["client_id"], runtime().revoker
+    )
     _commit()
     return RevokedCount(revoked=revoked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 
@@ -30,7 +31,8 @@ def sign_in(
     password: str,
     settings: Settings,
 ) -> User:
-    """Return the user, or raise SignInFailure after recording the failure durably."""
+    """Return the user, or raise SignInFailure with the failure recorded in the session:
+    the caller commits it even though the request fails, so no attempt goes uncounted."""
     now = utcnow()
     user = _find(tenant_id, username)
     stored_hash = user.password_hash if user is not None and user.password_hash else None
@@ -46,7 +48,7 @@ def sign_in(
             audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
         _fail("login_failure", "bad_password", context | {"user_id": user.id})
     lockout.record_success(user.id, now)  # an ORM UPDATE: also refreshes ``user`` in memory
-    if needs_rehash(stored_hash):
+    if stored_hash is not None and needs_rehash(stored_hash):
         user.password_hash = hash_password(password)
     audit.record("login_success", user_id=user.id, **context)
     return user
@@ -70,7 +72,6 @@ def _find(tenant_id: int, username: str) -> User | None:
     )
 
 
-def _fail(event: str, reason: str, context: dict) -> None:
+def _fail(event: str, reason: str, context: dict[str, Any]) -> NoReturn:
     audit.record(event, reason=reason, **context)
-    db.session.commit()
     raise SignInFailure(reason)

@@ -14,13 +14,15 @@ from typing import Any
 from sqlalchemy import false, func, select
 from sqlalchemy.sql import ColumnElement
 
-from idp import audit, revocations
+from idp import audit
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import Tenant, User, db, utcnow
 from idp.models.base import new_uuid
-from idp.oauth.refresh_tokens import revoke_user_tokens
-from idp.scopes import USER_BASE_SCOPES, parse_scope
+from idp.refresh_tokens import revoke_user_tokens
+from idp.registry import USER_BASE_SCOPES
+from idp.revocations import Revoker
+from idp.scopes import parse_scope
 from idp.users import lockout
 from idp.users.passwords import check_policy, hash_password
 from idp.users.records import rfc3339
@@ -111,7 +113,7 @@ def new_user(
 def create_user(
     tenant_name: str, username: str, password: str | None, email: str | None, scope: str | None
 ) -> User:
-    """The operator's path (CLI): commits at once."""
+    """The operator's path (CLI)."""
     user = new_user(
         require_tenant(tenant_name),
         username=username,
@@ -119,7 +121,7 @@ def create_user(
         email=email,
         scopes=parse_scope(scope),
     )
-    db.session.commit()
+    db.session.flush()
     return user
 
 
@@ -193,18 +195,20 @@ def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
     return user
 
 
-def delete_user(user: User, actor: str | None) -> int:
+def delete_user(user: User, actor: str | None, revoker: Revoker) -> int:
     user.deleted_at = utcnow()
     user.updated_at = user.deleted_at
     revoked = revoke_user_tokens(user.id)
-    revocations.revoke_user_tokens(user.id)
+    revoker.user_tokens(db.session, user.id)
     audit.record(
         "user_deleted", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
     )
     return revoked
 
 
-def set_password(user: User, new_password: str, actor: str | None, event: str) -> int:
+def set_password(
+    user: User, new_password: str, actor: str | None, event: str, revoker: Revoker
+) -> int:
     """Replace the password and end every session; returns the refresh tokens revoked."""
     check_policy(new_password)
     now = utcnow()
@@ -214,16 +218,16 @@ def set_password(user: User, new_password: str, actor: str | None, event: str) -
     user.locked_until = None
     user.updated_at = now
     revoked = revoke_user_tokens(user.id)
-    revocations.revoke_user_tokens(user.id)
+    revoker.user_tokens(db.session, user.id)
     audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked)
     return revoked
 
 
-def set_lock(user: User, locked: bool, actor: str | None) -> None:
+def set_lock(user: User, locked: bool, actor: str | None, revoker: Revoker) -> None:
     if locked:
         user.locked = True
         # An operator's lock ends live sessions too (a bad-password lock does not).
-        revocations.revoke_user_tokens(user.id)
+        revoker.user_tokens(db.session, user.id)
     else:
         lockout.unlock(user)
     user.updated_at = utcnow()
@@ -231,10 +235,10 @@ def set_lock(user: User, locked: bool, actor: str | None) -> None:
     audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, reason="api")
 
 
-def revoke_sessions(user: User, actor: str | None) -> int:
+def revoke_sessions(user: User, actor: str | None, revoker: Revoker) -> int:
     """Revoke every refresh token of the user and every access token issued so far."""
     revoked = revoke_user_tokens(user.id)
-    revocations.revoke_user_tokens(user.id)
+    revoker.user_tokens(db.session, user.id)
     audit.record(
         "tokens_revoked", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
     )

@@ -13,6 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from idp.admin.clients import ClientSpec, create_client
+from idp.models import db
 from tests.conftest import ISSUER
 
 TOKEN_URL = f"{ISSUER}/oidc/token"
@@ -48,6 +49,7 @@ def register(app: Flask, auth_method: str = "private_key_jwt", **fields: Any) ->
     )
     with app.app_context():
         client, secret = create_client(spec, allow_http_jwks_uri=True)
+        db.session.commit()
         return client.id, secret if secret else key
 
 
@@ -110,7 +112,9 @@ def make_user(
     from idp.users.service import create_user
 
     with app.app_context():
-        return create_user(tenant, username, password, email or f"{username}@example.com", scope).id
+        user = create_user(tenant, username, password, email or f"{username}@example.com", scope)
+        db.session.commit()
+        return user.id
 
 
 def password_client(

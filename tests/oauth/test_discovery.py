@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from idp import registry
 from idp.keys import ring
 from idp.runtime import runtime
 from tests.conftest import ISSUER
@@ -19,6 +20,21 @@ def test_discovery_documents_name_the_issuer_and_jwks(http: FlaskClient, path: s
     body = response.get_json()
     assert body["issuer"] == ISSUER
     assert body["jwks_uri"] == f"{ISSUER}/oidc/jwks"
+
+
+def test_metadata_is_derived_from_the_registry(http: FlaskClient) -> None:
+    body = http.get("/.well-known/openid-configuration").get_json()
+    assert body["grant_types_supported"] == list(registry.GRANT_TYPES)
+    for name in ("token", "revocation", "introspection"):
+        assert body[f"{name}_endpoint_auth_methods_supported"] == list(registry.AUTH_METHODS)
+    assert body["token_endpoint_auth_signing_alg_values_supported"] == list(
+        registry.ACCEPTED_JWT_ALGS
+    )
+    assert body["id_token_signing_alg_values_supported"] == list(registry.SIGNING_ALGS)
+    assert body["scopes_supported"] == list(registry.SCOPES_SUPPORTED)
+    # The contract's names, so that a registry edit cannot drop one unnoticed.
+    assert {"client_credentials", "password", "refresh_token"} <= set(registry.GRANT_TYPES)
+    assert {"none", "HS256"}.isdisjoint(registry.ACCEPTED_JWT_ALGS)
 
 
 def test_jwks_publishes_next_and_active_public_keys_only(http: FlaskClient, app) -> None:

@@ -1,4 +1,4 @@
-"""SPEC §4.2 password grant: tokens, identical failures, lockout, tenants, id_token, userinfo."""
+"""The password grant: tokens, identical failures, lockout, tenants, id_token, userinfo."""
 
 from __future__ import annotations
 
@@ -164,13 +164,14 @@ def test_lockout_duration_zero_locks_until_unlocked(make_app) -> None:
     with app.app_context():
         user = db.session.get(User, user_id)
         assert user_record(user)["locked"] is True
-        # A bad-password lock, not an operator's: live sessions are left alone (SPEC §4.2).
+        # A bad-password lock, not an operator's: live sessions are left alone.
         assert user.locked is False
 
 
 def test_cross_tenant_login_is_refused(http, app, alice) -> None:
     with app.app_context():
         create_tenant("acme")
+        db.session.commit()
     acme_client = password_client(app, tenant="acme")
     response = login(http, acme_client)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"

@@ -1,4 +1,4 @@
-"""SPEC §4.2 refresh_token: rotation, family reuse detection, narrowing, user state, races."""
+"""Refresh_token: rotation, family reuse detection, narrowing, user state, races."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import requests
 from freezegun import freeze_time
 
 from idp.models import AuditEvent, RefreshToken, User, db, utcnow
-from idp.oauth.refresh_tokens import token_hash
+from idp.refresh_tokens import token_hash
 from idp.users.passwords import hash_password
 from tests.oauth.helpers import basic, login, make_user, password_client, refresh
 

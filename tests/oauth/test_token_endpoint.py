@@ -1,4 +1,4 @@
-"""SPEC §4.1 secret methods, §4.2 client_credentials, RFC 6749 §5.2 errors and hostile input."""
+"""Client secret methods, client_credentials, RFC 6749 §5.2 errors and hostile input."""
 
 from __future__ import annotations
 

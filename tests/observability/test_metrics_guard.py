@@ -1,4 +1,4 @@
-"""GET /metrics behind IDP_METRICS_TOKEN (SPEC §2): a bearer token compared in constant time."""
+"""GET /metrics behind IDP_METRICS_TOKEN: a bearer token compared in constant time."""
 
 from __future__ import annotations
 

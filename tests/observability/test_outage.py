@@ -1,5 +1,5 @@
 """Storage outages answer 503, never 500, at every endpoint, and service resumes by itself
-(SPEC §8): real gunicorn workers, a PostgreSQL server or a Redis server stopped under them.
+under real gunicorn workers, a PostgreSQL server or a Redis server stopped under them.
 
 Each endpoint answers in its surface's format: RFC 6749 ``temporarily_unavailable`` at
 /oidc/*, RFC 9457 problem+json at /users…, the readiness report at /readyz; every 503
@@ -30,7 +30,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from idp.json_api import PROBLEM_TYPE
+from idp.problems import PROBLEM_TYPE
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
 from tests.oauth.helpers import PASSWORD, assertion, assertion_form, client_key

@@ -1,4 +1,4 @@
-"""SPEC §6: no one hands out more scopes than they hold, and changing one's own password
+"""No one hands out more scopes than they hold, and changing one's own password
 is no guessing channel. Each attack has a positive control beside it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC §6 usernames: one name per RFC 8265 comparison form, look-alikes refused.
+"""Usernames: one name per RFC 8265 comparison form, look-alikes refused.
 
 Each attack comes with a positive control, so a test cannot pass merely because
 everything is refused. Non-ASCII names are written as escapes: the point of these
@@ -112,6 +112,7 @@ def test_the_same_name_in_another_tenant_is_another_user(http, app, admin) -> No
     created(http, admin, username="alice")
     with app.app_context():
         create_tenant("other")
+        db.session.commit()
     other = {"Authorization": f"Bearer {client_token(http, app, tenant='other')}"}
     assert created(http, other, username="ALICE")["tenant"] == "other"
 

@@ -1,4 +1,4 @@
-"""SPEC §6: every /users route and scope, tenant isolation, errors."""
+"""Every /users route and scope, tenant isolation, errors."""
 
 from __future__ import annotations
 
@@ -204,6 +204,7 @@ def test_other_tenant_users_are_404(http, app, admin) -> None:
     user = create(http, admin, username="home").get_json()
     with app.app_context():
         create_tenant("acme")
+        db.session.commit()
     outsider = {"Authorization": f"Bearer {client_token(http, app, tenant='acme')}"}
     for method, path in (
         ("get", f"/users/{user['userId']}"),

@@ -12,8 +12,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.sql import ColumnElement
 
 from idp.models import RefreshToken, db, utcnow
 from idp.models.base import new_uuid
@@ -153,7 +155,7 @@ def revoke_user_tokens(user_id: str) -> int:
     return _revoke(RefreshToken.user_id == user_id)
 
 
-def _revoke(condition: object) -> int:
+def _revoke(condition: ColumnElement[bool]) -> int:
     """Revoke the live (unused, unrevoked, unexpired) tokens matching ``condition``."""
     now = utcnow()
     result = db.session.execute(
@@ -167,4 +169,4 @@ def _revoke(condition: object) -> int:
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return cast(CursorResult[Any], result).rowcount or 0

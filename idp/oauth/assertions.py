@@ -1,0 +1,112 @@
+"""JWT assertions (RFC 7523 §3): the rules a client assertion (``private_key_jwt``) and an
+authorization grant assertion share, in one validator.
+
+Each user of the validator says which error a broken rule raises (``invalid_client``
+for client authentication, ``invalid_grant`` for a grant) and under which namespace
+used ``jti`` values are recorded, so that one party's ``jti`` never blocks another's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import GuestProtocol, Key
+
+from idp.claims import ClaimError, check_times
+from idp.oauth.errors import TemporarilyUnavailable
+from idp.registry import ACCEPTED_JWT_ALGS
+from idp.stores import ReplayStore, StoreUnavailable
+
+MAX_JTI_LENGTH = 256
+KeyPicker = Callable[[GuestProtocol], Key]
+# Builds the OAuth error for a broken rule: (rule name for metrics, description).
+ErrorFactory = Callable[[str, str], Exception]
+
+
+@dataclass(frozen=True)
+class AssertionRules:
+    audiences: tuple[str, ...]  # accepted ``aud`` values (a string or a one-element array)
+    max_lifetime: int  # seconds from ``iat`` (or now) to ``exp``
+    leeway: int  # clock skew, seconds
+    lifetime_setting: str = "IDP_ASSERTION_MAX_LIFETIME"
+
+
+class AssertionValidator:
+    def __init__(
+        self,
+        rules: AssertionRules,
+        replay_store: ReplayStore,
+        error: ErrorFactory,
+        replay_namespace: str = "",
+    ) -> None:
+        self.rules = rules
+        self.replay_store = replay_store
+        self.error = error
+        self.replay_namespace = replay_namespace
+
+    def validate(self, assertion: str, pick_key: KeyPicker, issuer: str) -> dict[str, Any]:
+        """The claims of a well-signed assertion from ``issuer`` that breaks no rule; its
+        ``jti`` is then spent. Raises the validator's error, or TemporarilyUnavailable
+        when the replay store cannot say whether the ``jti`` was used."""
+        claims = self._decode(assertion, pick_key)
+        self._check_claims(claims, issuer)
+        self._spend_jti(claims, issuer)
+        return claims
+
+    def _decode(self, assertion: str, pick_key: KeyPicker) -> dict[str, Any]:
+        try:
+            token = jwt.decode(assertion, pick_key, algorithms=list(ACCEPTED_JWT_ALGS))
+        except JoseError as exc:
+            rule = "alg" if "algorithm" in str(exc).lower() else "signature"
+            raise self.error(rule, f"assertion rejected: {exc.description or exc}") from None
+        except (ValueError, TypeError):
+            raise self.error("malformed", "assertion is not a valid JWT") from None
+        return dict(token.claims)
+
+    def _check_claims(self, claims: dict[str, Any], issuer: str) -> None:
+        if claims.get("iss") != issuer:
+            raise self.error("iss", "assertion 'iss' is not the expected issuer")
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise self.error("sub", "assertion 'sub' is required")
+        self._check_audience(claims.get("aud"))
+        try:
+            check_times(
+                claims, time.time(), self.rules.leeway, max_lifetime=self.rules.max_lifetime
+            )
+        except ClaimError as exc:
+            description = f"assertion {exc.description}"
+            if exc.rule == "lifetime":
+                description = (
+                    f"assertion lifetime exceeds {self.rules.lifetime_setting} "
+                    f"({self.rules.max_lifetime} s)"
+                )
+            raise self.error(exc.rule, description) from None
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+            raise self.error(
+                "jti", f"assertion 'jti' is required (a string of 1-{MAX_JTI_LENGTH} chars)"
+            )
+
+    def _check_audience(self, audience: Any) -> None:
+        # RFC 7523 §3 allows an array; idp takes exactly one value so that an assertion
+        # meant for several parties is never accepted here (RFC 7523bis).
+        if isinstance(audience, list):
+            if len(audience) != 1:
+                raise self.error("aud", "assertion 'aud' array must hold exactly one value")
+            audience = audience[0]
+        if audience not in self.rules.audiences:
+            raise self.error("aud", "assertion 'aud' is not this authorization server")
+
+    def _spend_jti(self, claims: dict[str, Any], issuer: str) -> None:
+        key = f"{self.replay_namespace}{issuer}:{claims['jti']}"
+        try:
+            fresh = self.replay_store.claim(key, int(claims["exp"]) + self.rules.leeway)
+        except StoreUnavailable:
+            raise TemporarilyUnavailable("replay store unreachable; try again later") from None
+        if not fresh:
+            raise self.error("replay", "assertion 'jti' was already used")
