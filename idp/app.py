@@ -49,14 +49,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = build_runtime(settings, engine)
 
     from idp import openapi
-    from idp.oauth import discovery, endpoints
+    from idp.oauth import discovery, views
     from idp.oauth.server import init_authorization_server
     from idp.observability import health, metrics
     from idp.users import api as users_api
 
     init_authorization_server(app, app.extensions[EXTENSION_KEY])
     app.register_blueprint(discovery.blueprint)
-    app.register_blueprint(endpoints.blueprint)
+    app.register_blueprint(views.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(users_api.blueprint)

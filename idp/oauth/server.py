@@ -14,8 +14,8 @@ from idp.oauth.client_auth import PrivateKeyJWTAuth
 from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import query_client
 from idp.oauth.errors import ClientAuthFailed
-from idp.oauth.token_endpoints import IdpIntrospectionEndpoint, IdpRevocationEndpoint
-from idp.oauth.token_format import AccessTokenGenerator
+from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
+from idp.oauth.token_generator import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
 from idp.refresh_tokens import new_refresh_token
 from idp.registry import GRANTS, Grant

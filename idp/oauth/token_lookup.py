@@ -15,7 +15,7 @@ from idp.users.rules import session_may_continue
 from idp.verify import AccessToken, InvalidToken, TokenVerifier, VerifierUnavailable
 
 
-class AccessTokenRecord:
+class PresentedAccessToken:
     def __init__(self, token: AccessToken) -> None:
         self.token = token
         self.claims = token.claims
@@ -34,7 +34,7 @@ class AccessTokenRecord:
         return False  # the verifier already refused revoked tokens
 
 
-class RefreshTokenRecord:
+class PresentedRefreshToken:
     def __init__(self, row: RefreshToken) -> None:
         self.row = row
 
@@ -59,9 +59,9 @@ class RefreshTokenRecord:
         return not session_may_continue(self.user, self.row.auth_time)
 
 
-def find_access_token(token: str, verifier: TokenVerifier) -> AccessTokenRecord | None:
+def find_access_token(token: str, verifier: TokenVerifier) -> PresentedAccessToken | None:
     try:
-        return AccessTokenRecord(verifier.verify(token))
+        return PresentedAccessToken(verifier.verify(token))
     except InvalidToken:
         return None
     except VerifierUnavailable as exc:
@@ -86,6 +86,6 @@ def find_token(token: str, hint: str | None, verifier: TokenVerifier) -> Any:
     return None
 
 
-def _find_refresh_token(token: str) -> RefreshTokenRecord | None:
+def _find_refresh_token(token: str) -> PresentedRefreshToken | None:
     row = refresh_tokens.find(token)
-    return RefreshTokenRecord(row) if row is not None else None
+    return PresentedRefreshToken(row) if row is not None else None

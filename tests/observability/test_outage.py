@@ -315,8 +315,8 @@ BUGS = {
 }
 # Where each surface first touches storage, so a raised error stands for a failed store.
 SURFACES = {
-    "token": ("idp.oauth.endpoints.check_oauth_request", "post", "/oidc/token", "oauth"),
-    "userinfo": ("idp.oauth.endpoints.authenticate", "get", "/oidc/userinfo", "oauth"),
+    "token": ("idp.oauth.views.check_oauth_request", "post", "/oidc/token", "oauth"),
+    "userinfo": ("idp.oauth.views.authenticate", "get", "/oidc/userinfo", "oauth"),
     "users": ("idp.json_api.authenticate", "get", "/users", "problem"),
     "users-me": ("idp.json_api.authenticate", "get", "/users/me", "problem"),
 }

@@ -10,7 +10,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from idp import audit, refresh_tokens
 from idp.models import User, db
 from idp.oauth.clients import OAuthClient
-from idp.oauth.token_lookup import AccessTokenRecord, RefreshTokenRecord, find_token
+from idp.oauth.token_lookup import PresentedAccessToken, PresentedRefreshToken, find_token
 from idp.registry import AUTH_METHODS
 
 TOKEN_HINTS = ("access_token", "refresh_token")
@@ -31,13 +31,13 @@ class IdpRevocationEndpoint(RevocationEndpoint):
     def revoke_token(self, token: Any, request: Any) -> None:
         client: OAuthClient = request.client
         subject: dict[str, Any]
-        if isinstance(token, RefreshTokenRecord):
+        if isinstance(token, PresentedRefreshToken):
             count = refresh_tokens.revoke_family(token.row.family_id)
             revoker = self.server.runtime.revoker
             revoker.session(db.session, token.row.family_id)
             subject = {"user_id": token.row.user_id, "kind": "refresh_token", "revoked": count}
         else:
-            assert isinstance(token, AccessTokenRecord)
+            assert isinstance(token, PresentedAccessToken)
             self.server.runtime.revoker.access_token(
                 db.session, str(token.claims["jti"]), int(token.claims["exp"])
             )
@@ -61,7 +61,7 @@ class IdpIntrospectionEndpoint(IntrospectionEndpoint):
 
     def introspect_token(self, token: Any) -> dict[str, Any]:
         settings = self.server.runtime.settings
-        if isinstance(token, AccessTokenRecord):
+        if isinstance(token, PresentedAccessToken):
             claims = token.claims
             payload = {
                 "scope": claims.get("scope", ""),
