@@ -69,7 +69,15 @@ def _engine_options(url: str) -> dict[str, Any]:
     # hide_parameters keeps bound values (hashes, emails) out of error messages and logs.
     if url.startswith("sqlite"):
         return {"hide_parameters": True, "connect_args": {"timeout": 30}}
-    return {"hide_parameters": True, "pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+    # No pre-ping: it costs a round trip on every checkout. A connection found dead fails
+    # its request with a 503 (idp.http_errors), and SQLAlchemy then discards every pooled
+    # connection opened before it, so the next requests connect afresh; pool_recycle
+    # retires idle connections before a server or proxy timeout closes them.
+    return {
+        "hide_parameters": True,
+        "pool_recycle": 300,
+        "connect_args": {"connect_timeout": 5},
+    }
 
 
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from idp.models import Client
+from idp.models.clients import ClientRegistration
 from idp.settings import Settings
 from idp.stores.base import SessionLike
 
@@ -19,15 +20,15 @@ ID_TOKEN_TTL = 3600
 class Lifetimes:
     settings: Settings
 
-    def access_token(self, client: Client) -> int:
+    def access_token(self, client: Client | ClientRegistration) -> int:
         return client.access_token_ttl or self.settings.access_token_ttl
 
-    def refresh_token(self, client: Client) -> int:
+    def refresh_token(self, client: Client | ClientRegistration) -> int:
         """Absolute lifetime of a login's refresh tokens in seconds; 0 means none."""
         override = client.refresh_token_ttl
         return self.settings.refresh_token_ttl if override is None else override
 
-    def refresh_reuse_grace(self, client: Client) -> int:
+    def refresh_reuse_grace(self, client: Client | ClientRegistration) -> int:
         override = client.refresh_reuse_grace
         return self.settings.refresh_reuse_grace if override is None else override
 

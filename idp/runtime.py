@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from idp.keys import KeyRing, KeyStore
 from idp.lifetimes import Lifetimes
+from idp.registrations import ClientRegistry
 from idp.revocations import Revoker
 from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationStore
@@ -30,6 +31,7 @@ class Runtime:
     verifier: TokenVerifier
     lifetimes: Lifetimes
     revoker: Revoker
+    clients: ClientRegistry
 
 
 def build_runtime(settings: Settings, engine: Engine) -> Runtime:
@@ -60,6 +62,7 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         verifier=verifier,
         lifetimes=lifetimes,
         revoker=Revoker(stores.revocations, lifetimes),
+        clients=ClientRegistry(engine),
     )
 
 

@@ -15,6 +15,7 @@ from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import Client, db
 from idp.models.clients import hash_client_secret
+from idp.registrations import bump_clients_version
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, grant_type_named
 from idp.revocations import Revoker
 from idp.scopes import parse_scope
@@ -125,6 +126,7 @@ def delete_client(client_id: str, revoker: Revoker) -> Client:
     client = get_client(client_id)
     # Its tokens are self-contained JWTs: only a revocation stops them before they expire.
     revoker.client_tokens(db.session, client.id)
+    bump_clients_version(db.session)
     db.session.delete(client)
     db.session.flush()
     return client
@@ -136,6 +138,7 @@ def rotate_client_secret(client_id: str) -> tuple[Client, str]:
         raise IdpError(f"client {client_id} uses {client.auth_method}, which has no secret")
     secret = new_client_secret()
     client.secret_hash = hash_client_secret(secret)
+    bump_clients_version(db.session)
     return client, secret
 
 

@@ -2,7 +2,14 @@
 
 from idp.models.audit import AuditEvent
 from idp.models.base import Base, db, utcnow
-from idp.models.clients import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, Client
+from idp.models.clients import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    SECRET_AUTH_METHODS,
+    Client,
+    ClientRegistration,
+    RegistryVersion,
+)
 from idp.models.tenants import DEFAULT_TENANT, Tenant
 from idp.models.tokens import RefreshToken, ReplayEntry, Revocation
 from idp.models.users import User
@@ -15,7 +22,9 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Client",
+    "ClientRegistration",
     "RefreshToken",
+    "RegistryVersion",
     "ReplayEntry",
     "Revocation",
     "Tenant",

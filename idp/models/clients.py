@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,15 @@ from idp.models.base import Base, new_client_id, utcnow
 from idp.models.tenants import Tenant
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS
 
-__all__ = ["AUTH_METHODS", "GRANT_TYPES", "SECRET_AUTH_METHODS", "Client", "hash_client_secret"]
+__all__ = [
+    "AUTH_METHODS",
+    "GRANT_TYPES",
+    "SECRET_AUTH_METHODS",
+    "Client",
+    "ClientRegistration",
+    "RegistryVersion",
+    "hash_client_secret",
+]
 
 
 def hash_client_secret(secret: str) -> str:
@@ -40,6 +49,59 @@ class Client(Base):
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 
     def check_secret(self, secret: str) -> bool:
-        if self.secret_hash is None:
-            return False
-        return hmac.compare_digest(self.secret_hash, hash_client_secret(secret))
+        return _secret_matches(self.secret_hash, secret)
+
+
+def _secret_matches(secret_hash: str | None, secret: str) -> bool:
+    if secret_hash is None:
+        return False
+    return hmac.compare_digest(secret_hash, hash_client_secret(secret))
+
+
+@dataclass(frozen=True)
+class ClientRegistration:
+    """An immutable copy of a client's registration: what a worker may keep between
+    requests, as long as it drops it when the registry version changes."""
+
+    id: str
+    tenant_id: int
+    tenant_name: str
+    auth_method: str
+    secret_hash: str | None
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    grant_types: tuple[str, ...]
+    scopes: tuple[str, ...]
+    access_token_ttl: int | None
+    refresh_token_ttl: int | None
+    refresh_reuse_grace: int | None
+
+    @classmethod
+    def of(cls, row: Client, tenant_name: str) -> ClientRegistration:
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            tenant_name=tenant_name,
+            auth_method=row.auth_method,
+            secret_hash=row.secret_hash,
+            jwks=row.jwks,
+            jwks_uri=row.jwks_uri,
+            grant_types=tuple(row.grant_types),
+            scopes=tuple(row.scopes),
+            access_token_ttl=row.access_token_ttl,
+            refresh_token_ttl=row.refresh_token_ttl,
+            refresh_reuse_grace=row.refresh_reuse_grace,
+        )
+
+    def check_secret(self, secret: str) -> bool:
+        return _secret_matches(self.secret_hash, secret)
+
+
+class RegistryVersion(Base):
+    """A counter bumped in the transaction that changes or deletes a client, so that every
+    worker's cache of registrations (idp.oauth.clients) sees the change at its next check."""
+
+    __tablename__ = "registry_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(default=0)

@@ -17,7 +17,7 @@ from joserfc.jwk import Key, KeySet
 from idp.admin.clients import validate_client_jwks
 from idp.errors import IdpError
 from idp.jwks_fetch import INVALID_JWKS, JwksFetchError, fetch_jwks
-from idp.models import Client
+from idp.models import ClientRegistration
 
 REFETCH_INTERVAL = 60.0
 CACHE_TTL = 600.0
@@ -61,7 +61,7 @@ class ClientKeyResolver:
         self._lock = threading.Lock()
         self._remote: dict[str, _CachedJwks] = {}
 
-    def key_for(self, client: Client, header: dict[str, Any]) -> Key:
+    def key_for(self, client: ClientRegistration, header: dict[str, Any]) -> Key:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise ClientKeyError("kid", "assertion 'kid' header must be a string")

@@ -1,22 +1,25 @@
-"""Authlib's view of a registered client, and the per-request client lookup."""
+"""Authlib's view of a registered client, and the client lookup Authlib calls."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from flask import g
 
-from idp.models import Client, db
+from idp.models import ClientRegistration
+from idp.registrations import ClientRegistry
 
 MAX_CLIENT_ID_LENGTH = 64
 
 
 class OAuthClient(ClientMixin):
-    def __init__(self, row: Client) -> None:
+    def __init__(self, row: ClientRegistration) -> None:
         self.row = row
 
     @property
     def tenant_name(self) -> str:
-        return self.row.tenant.name
+        return self.row.tenant_name
 
     def get_client_id(self) -> str:
         return self.row.id
@@ -54,12 +57,17 @@ class OAuthClient(ClientMixin):
         return " ".join(requested)
 
 
-def query_client(client_id: object) -> OAuthClient | None:
-    """One database read per request, however many auth methods Authlib tries."""
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH:
-        return None
-    cache: dict[str, OAuthClient | None] = g.setdefault("idp_clients", {})
-    if client_id not in cache:
-        row = db.session.get(Client, client_id)
-        cache[client_id] = OAuthClient(row) if row is not None else None
-    return cache[client_id]
+def client_lookup(registry: ClientRegistry) -> Callable[[object], OAuthClient | None]:
+    """Authlib's ``query_client``: the registry's cached registration, looked up once per
+    request however many authentication methods Authlib tries."""
+
+    def query_client(client_id: object) -> OAuthClient | None:
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH:
+            return None
+        found: dict[str, OAuthClient | None] = g.setdefault("idp_clients", {})
+        if client_id not in found:
+            registration = registry.get(client_id)
+            found[client_id] = OAuthClient(registration) if registration is not None else None
+        return found[client_id]
+
+    return query_client

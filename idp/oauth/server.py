@@ -12,7 +12,7 @@ from flask import Flask, Response, current_app, g
 
 from idp.oauth.client_auth import PrivateKeyJWTAuth
 from idp.oauth.client_keys import ClientKeyResolver
-from idp.oauth.clients import query_client
+from idp.oauth.clients import client_lookup
 from idp.oauth.errors import ClientAuthFailed
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
@@ -71,7 +71,7 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
 def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer:
     server = IdpAuthorizationServer()
     server.runtime = rt
-    server.init_app(app, query_client=query_client, save_token=_save_token)
+    server.init_app(app, query_client=client_lookup(rt.clients), save_token=_save_token)
     generator = AccessTokenGenerator(rt.settings, rt.lifetimes, rt.key_ring, new_refresh_token)
     server.register_token_generator("default", generator)
     server.register_client_auth_method(
