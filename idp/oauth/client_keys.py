@@ -21,6 +21,7 @@ from idp.models import ClientRegistration
 
 REFETCH_INTERVAL = 60.0
 CACHE_TTL = 600.0
+MAX_PARSED_CLIENTS = 10_000
 
 
 class ClientKeyError(Exception):
@@ -60,6 +61,9 @@ class ClientKeyResolver:
         self.allow_private_hosts = allow_private_hosts
         self._lock = threading.Lock()
         self._remote: dict[str, _CachedJwks] = {}
+        # Registered keys parsed once per registration (registrations are immutable and
+        # replaced when the client changes), keyed by client id.
+        self._registered: dict[str, tuple[ClientRegistration, KeySet]] = {}
 
     def key_for(self, client: ClientRegistration, header: dict[str, Any]) -> Key:
         kid = header.get("kid")
@@ -69,7 +73,17 @@ class ClientKeyResolver:
             return self._remote_key(client.jwks_uri, kid)
         if not client.jwks:
             raise ClientKeyError("no_client_keys", "client has no registered keys")
-        return _select(KeySet.import_key_set(cast(Any, client.jwks)), kid)
+        return _select(self._registered_keys(client), kid)
+
+    def _registered_keys(self, client: ClientRegistration) -> KeySet:
+        cached = self._registered.get(client.id)
+        if cached is not None and cached[0] is client:
+            return cached[1]
+        keys = KeySet.import_key_set(cast(Any, client.jwks))
+        if len(self._registered) >= MAX_PARSED_CLIENTS:
+            self._registered.clear()
+        self._registered[client.id] = (client, keys)
+        return keys
 
     def _remote_key(self, uri: str, kid: str | None) -> Key:
         now = time.monotonic()
