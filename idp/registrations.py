@@ -32,6 +32,7 @@ class ClientRegistry:
         self.engine = engine
         self.clock = clock
         self._lock = threading.Lock()
+        self._checking = threading.Lock()
         self._entries: dict[str, ClientRegistration] = {}
         self._version: int | None = None
         self._checked_at = float("-inf")
@@ -54,15 +55,22 @@ class ClientRegistry:
         now = self.clock()
         if now - self._checked_at < CHECK_INTERVAL:
             return
-        with self.engine.connect() as connection:
-            version = connection.scalar(
-                select(RegistryVersion.version).where(RegistryVersion.name == CLIENTS)
-            )
-        with self._lock:
-            if version != self._version:
-                self._entries.clear()
-                self._version = version
-            self._checked_at = now
+        # One request of this worker checks; the others in flight keep using the copies
+        # (at most one interval old) instead of all querying the version at once.
+        if not self._checking.acquire(blocking=False):
+            return
+        try:
+            with self.engine.connect() as connection:
+                version = connection.scalar(
+                    select(RegistryVersion.version).where(RegistryVersion.name == CLIENTS)
+                )
+            with self._lock:
+                if version != self._version:
+                    self._entries.clear()
+                    self._version = version
+                self._checked_at = now
+        finally:
+            self._checking.release()
 
     def _load(self, client_id: str) -> ClientRegistration | None:
         with Session(self.engine) as session:
