@@ -9,7 +9,10 @@
 # at /var/lib/idp/keys (writable by uid 10001). See README.md, "Production".
 # The entrypoint runs `idp init` before the server starts; other commands run
 # as given: `docker run ... idp keys rotate`.
-# More workers: `docker run ... idp serve --host 0.0.0.0 --port 8000 --workers 8`.
+# The server is gunicorn with gevent workers (idp.observability.gunicorn_conf):
+# a client that sends its request slowly holds a greenlet, not a worker. Run at
+# least one worker per CPU the container may use (the default is 2):
+# `docker run ... idp serve --host 0.0.0.0 --port 8000 --workers 8`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

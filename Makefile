@@ -3,7 +3,7 @@
 #   make serve   venv + package, `idp init`, then serve on http://127.0.0.1:8000
 #   make test    venv + dev extras, server binaries, pytest in both profiles
 #   make lint    ruff check + ruff format --check + mypy (idp/)
-#   make bench   GET /users/{userId}: the working tree against a baseline ref (bench/README.md)
+#   make bench   token endpoint: idp vs node-oidc-provider vs a no-storage ceiling app (bench/README.md)
 #   make clean   remove the venv and build/test leftovers
 
 PYTHON ?= python3
@@ -67,9 +67,14 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check idp tests bench
 	$(BIN)/mypy
 
-# Speed is measured here, never in tests; e.g. BENCH_ARGS="--baseline-ref d405e84 --record".
+# Speed is measured here, never in tests (bench/README.md): the token endpoint of idp
+# (PostgreSQL + Redis) against node-oidc-provider and a no-storage ceiling, with wrk;
+# e.g. BENCH_ARGS="--quick --record". The other benchmarks run directly:
+# $(BIN)/python bench/users_get.py, $(BIN)/python bench/password_grant.py.
 bench: $(RUN_STAMP)
-	$(BIN)/python bench/users_get.py $(BENCH_ARGS)
+	tests/support/ensure-servers
+	bench/ensure-tools
+	$(BIN)/python bench/token_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -5,9 +5,11 @@ From the checkout (or /app in the Docker image):
     gunicorn -c config/gunicorn.conf.py wsgi:app
 
 Every setting comes from ``idp.observability.gunicorn_conf``, the module that
-``idp serve`` uses too: sync workers, access log without query strings,
-preload_app, and so on. Bind address and worker count below match the
-``idp serve`` defaults. To override them:
+``idp serve`` uses too: gevent workers (a slow client holds a greenlet, not a
+worker), the app imported in each worker after gevent's patches (so no
+``--preload``), access log without query strings, and so on. gevent is one of
+idp's dependencies. Bind address and worker count below match the ``idp serve``
+defaults; give at least one worker per CPU core. To override them:
 
 * on the command line, which wins over this file:
       gunicorn -c config/gunicorn.conf.py --bind 0.0.0.0:8000 --workers 4 wsgi:app
@@ -29,7 +31,7 @@ workers = 2
 
 # Workers pool their Prometheus samples in this folder so /metrics adds them up.
 # `idp serve` makes a fresh one per start; do the same here unless one is set.
-# prometheus_client reads the variable when it is imported, which with
-# preload_app happens after this file has run.
+# prometheus_client reads the variable when it is imported, which happens in
+# each worker, after this file has run.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")

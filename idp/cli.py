@@ -95,9 +95,16 @@ def init_command(as_json: bool) -> None:
 @cli.command("serve", with_appcontext=False)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="gunicorn gevent worker processes; at least one per CPU core",
+)
 def serve_command(host: str, port: int, workers: int) -> None:
-    """Serve the app with gunicorn."""
+    """Serve the app with gunicorn (gevent workers: a slow client holds a greenlet, not a
+    worker; settings in idp.observability.gunicorn_conf)."""
     load_settings()  # a bad setting stops here with one line, not in every worker
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers share metrics through files; a fresh folder per server start.
