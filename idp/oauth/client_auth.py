@@ -43,7 +43,6 @@ class PrivateKeyJWTAuth(JWTBearerClientAssertion):
         self, settings: Settings, replay_store: ReplayStore, key_resolver: ClientKeyResolver
     ) -> None:
         super().__init__(validate_jti=False, leeway=settings.clock_skew)
-        self.settings = settings
         self.key_resolver = key_resolver
         rules = AssertionRules(
             audiences=tuple(settings.assertion_audiences),
