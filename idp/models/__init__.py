@@ -10,14 +10,16 @@ from idp.models.clients import (
     ClientRegistration,
     RegistryVersion,
 )
+from idp.models.issuers import TrustedIssuer
 from idp.models.tenants import DEFAULT_TENANT, Tenant
 from idp.models.tokens import RefreshToken, ReplayEntry, Revocation
-from idp.models.users import User
+from idp.models.users import LOCAL_PROVIDER, User, UserAttribute
 
 __all__ = [
     "AUTH_METHODS",
     "DEFAULT_TENANT",
     "GRANT_TYPES",
+    "LOCAL_PROVIDER",
     "SECRET_AUTH_METHODS",
     "AuditEvent",
     "Base",
@@ -28,7 +30,9 @@ __all__ = [
     "ReplayEntry",
     "Revocation",
     "Tenant",
+    "TrustedIssuer",
     "User",
+    "UserAttribute",
     "db",
     "utcnow",
 ]

@@ -2,28 +2,45 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.models.base import Base, new_uuid, utcnow
 from idp.models.tenants import Tenant
 
 _ALIVE = text("deleted_at IS NULL")
+_LINKED_AND_ALIVE = text("deleted_at IS NULL AND subject IS NOT NULL")
+
+# The provider of users created through the API or CLI; jwt-bearer users have their
+# issuer's identifier instead (idp.oauth.jwt_bearer).
+LOCAL_PROVIDER = "local"
 
 
 class User(Base):
     __tablename__ = "users"
     # Uniqueness holds among live users only, so a soft-deleted name can be reused.
-    # Usernames are unique by their RFC 8265 comparison form (idp.users.usernames),
-    # so "Alice" and "alice" cannot be two accounts; ``username`` keeps the form given.
+    # Usernames are unique per provider by their RFC 8265 comparison form
+    # (idp.users.usernames), so "Alice" and "alice" cannot be two local accounts, while an
+    # issuer's "alice" is another person; ``username`` keeps the form given.
     __table_args__ = (
         Index(
-            "uq_users_tenant_username_key",
+            "uq_users_tenant_provider_username_key",
             "tenant_id",
+            "provider",
             "username_key",
             unique=True,
             sqlite_where=_ALIVE,
             postgresql_where=_ALIVE,
+        ),
+        # A jwt-bearer user is the one linked to (issuer, subject) in its tenant.
+        Index(
+            "uq_users_tenant_provider_subject",
+            "tenant_id",
+            "provider",
+            "subject",
+            unique=True,
+            sqlite_where=_LINKED_AND_ALIVE,
+            postgresql_where=_LINKED_AND_ALIVE,
         ),
         Index(
             "uq_users_client_client_user_id",
@@ -42,6 +59,12 @@ class User(Base):
     username: Mapped[str | None] = mapped_column(String(200))
     username_key: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(
+        String(2000), default=LOCAL_PROVIDER, server_default=LOCAL_PROVIDER
+    )
+    subject: Mapped[str | None] = mapped_column(String(255))  # the user's sub at its provider
     scopes: Mapped[list[str]] = mapped_column(default=list)
     user_type: Mapped[str] = mapped_column(String(32), default="user")
     managed_by: Mapped[str | None] = mapped_column(String(64))
@@ -57,3 +80,19 @@ class User(Base):
     deleted_at: Mapped[datetime | None]
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
+
+
+class UserAttribute(Base):
+    """A typed name/value pair on a user (OBP user attributes); personal ones are visible
+    to the user alone, through /users/me/attributes."""
+
+    __tablename__ = "user_attributes"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(1024))
+    is_personal: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 
 from idp import audit
-from idp.models import User, db, utcnow
+from idp.models import LOCAL_PROVIDER, User, db, utcnow
 from idp.settings import Settings
 from idp.users import lockout
 from idp.users.passwords import hash_password, needs_rehash, verify_password
@@ -67,7 +67,10 @@ def _find(tenant_id: int, username: str) -> User | None:
         key = ""
     return db.session.scalar(
         select(User).where(
-            User.tenant_id == tenant_id, User.username_key == key, User.deleted_at.is_(None)
+            User.tenant_id == tenant_id,
+            User.provider == LOCAL_PROVIDER,  # users of an issuer have no password here
+            User.username_key == key,
+            User.deleted_at.is_(None),
         )
     )
 

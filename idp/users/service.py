@@ -17,7 +17,7 @@ from sqlalchemy.sql import ColumnElement
 from idp import audit
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
-from idp.models import Tenant, User, db, utcnow
+from idp.models import LOCAL_PROVIDER, Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.refresh_tokens import revoke_user_tokens
 from idp.registry import USER_BASE_SCOPES
@@ -53,9 +53,13 @@ def check_scope_ceiling(scopes: list[str], held: Iterable[str]) -> None:
 
 
 def _username_taken(tenant_id: int, key: str, except_id: str | None = None) -> bool:
-    """Whether a live user of the tenant has the username whose comparison form is ``key``."""
+    """Whether a live local user of the tenant has the username whose comparison form is
+    ``key`` (usernames are unique per provider)."""
     query = select(User.id).where(
-        User.tenant_id == tenant_id, User.username_key == key, User.deleted_at.is_(None)
+        User.tenant_id == tenant_id,
+        User.provider == LOCAL_PROVIDER,
+        User.username_key == key,
+        User.deleted_at.is_(None),
     )
     if except_id:
         query = query.where(User.id != except_id)
