@@ -28,6 +28,11 @@ GRANTS: tuple[Grant, ...] = (
     Grant("client_credentials", "idp.oauth.grants:ClientCredentialsGrant"),
     Grant("password", "idp.oauth.grants:PasswordGrant"),
     Grant("refresh_token", "idp.oauth.grants:RefreshTokenGrant"),
+    Grant(
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "idp.oauth.jwt_bearer:JWTBearerGrant",
+        cli_name="jwt-bearer",
+    ),
 )
 GRANT_TYPES: tuple[str, ...] = tuple(grant.grant_type for grant in GRANTS)
 

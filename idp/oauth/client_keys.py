@@ -1,4 +1,5 @@
-"""Client public keys: the registered JWKS, or the client's ``jwks_uri`` fetched and cached.
+"""Public keys of assertion signers (clients, and the trusted issuers of the jwt-bearer
+grant): the registered JWKS, or the signer's ``jwks_uri`` fetched and cached.
 
 Public keys are immutable data, so each worker caches them in memory. An unknown
 ``kid`` triggers at most one re-fetch a minute per URI, so a hostile assertion
@@ -10,22 +11,32 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from joserfc.jwk import Key, KeySet
 
 from idp.admin.clients import validate_client_jwks
 from idp.errors import IdpError
 from idp.jwks_fetch import INVALID_JWKS, JwksFetchError, fetch_jwks
-from idp.models import ClientRegistration
 
 REFETCH_INTERVAL = 60.0
 CACHE_TTL = 600.0
 MAX_PARSED_CLIENTS = 10_000
 
 
+class KeyOwner(Protocol):
+    """An immutable registration of a signer's keys; ``id`` names it in the worker's cache."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def jwks(self) -> dict[str, Any] | None: ...
+    @property
+    def jwks_uri(self) -> str | None: ...
+
+
 class ClientKeyError(Exception):
-    """The client's keys cannot be had or hold no key for the assertion."""
+    """The signer's keys cannot be had or hold no key for the assertion."""
 
     def __init__(self, rule: str, description: str) -> None:
         super().__init__(description)
@@ -63,21 +74,23 @@ class ClientKeyResolver:
         self._remote: dict[str, _CachedJwks] = {}
         # Registered keys parsed once per registration (registrations are immutable and
         # replaced when the client changes), keyed by client id.
-        self._registered: dict[str, tuple[ClientRegistration, KeySet]] = {}
+        self._registered: dict[str, tuple[KeyOwner, KeySet]] = {}
 
-    def key_for(self, client: ClientRegistration, header: dict[str, Any]) -> Key:
+    def key_for(self, client: KeyOwner, header: dict[str, Any]) -> Key:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise ClientKeyError("kid", "assertion 'kid' header must be a string")
         if client.jwks_uri:
             return self._remote_key(client.jwks_uri, kid)
         if not client.jwks:
-            raise ClientKeyError("no_client_keys", "client has no registered keys")
+            raise ClientKeyError("no_client_keys", "no keys are registered for the signer")
         return _select(self._registered_keys(client), kid)
 
-    def _registered_keys(self, client: ClientRegistration) -> KeySet:
+    def _registered_keys(self, client: KeyOwner) -> KeySet:
         cached = self._registered.get(client.id)
-        if cached is not None and cached[0] is client:
+        # Identity is the cheap test for cached client registrations; equality serves
+        # registrations read afresh per request (issuers).
+        if cached is not None and (cached[0] is client or cached[0] == client):
             return cached[1]
         keys = KeySet.import_key_set(cast(Any, client.jwks))
         if len(self._registered) >= MAX_PARSED_CLIENTS:
@@ -118,7 +131,9 @@ def _select(keys: KeySet, kid: str | None) -> Key:
         for key in keys.keys:
             if key.kid == kid:
                 return key
-        raise ClientKeyError("unknown_kid", f"client has no key with kid {kid!r}")
+        raise ClientKeyError("unknown_kid", f"the signer has no key with kid {kid!r}")
     if len(keys.keys) == 1:
         return keys.keys[0]
-    raise ClientKeyError("kid_required", "client has several keys; the assertion must name a kid")
+    raise ClientKeyError(
+        "kid_required", "several keys are registered; the assertion must name a kid"
+    )

@@ -1,11 +1,17 @@
-"""The three token grants on Authlib's grant classes, with the rules Authlib leaves to us:
-user-aware scopes, invalid_grant for bad credentials, rotation and reuse detection."""
+"""The client credentials, password and refresh grants on Authlib's grant classes, with
+the rules Authlib leaves to us: user-aware scopes, invalid_grant for bad credentials,
+rotation and reuse detection."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidScopeError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+)
 
 from idp import audit, refresh_tokens
 from idp.models import User, db, utcnow
@@ -14,6 +20,7 @@ from idp.oauth.errors import GrantRefused
 from idp.oauth.id_token import id_token_for
 from idp.registry import AUTH_METHODS
 from idp.users.authentication import SignInFailure, sign_in
+from idp.users.lockout import is_locked
 from idp.users.rules import grantable_scopes, session_may_continue
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ BAD_CREDENTIALS = "invalid username or password"
 # One metrics reason for unknown user, wrong password and locked user: metrics must not
 # tell whether a username exists (the audit log, for operators, keeps the detail).
 SIGN_IN_FAILURE_RULE = "bad_credentials"
+MAX_USER_ID_LENGTH = 36  # user ids are UUIDs
 
 
 class IdpUser:
@@ -37,12 +45,16 @@ class IdpUser:
         return self.row.id
 
 
-def user_scope(client: OAuthClient, user: User, requested: str | None) -> str:
-    """requested, within the client scopes and the user scopes plus the base scopes.
+def user_scope(
+    client: OAuthClient, user: User, requested: str | None, cap: tuple[str, ...] | None = None
+) -> str:
+    """requested, within the client scopes (and the ``cap``, when one applies) and the user
+    scopes plus the base scopes.
 
     No scope requested means the whole allowed set.
     """
-    allowed = grantable_scopes(client.row.scopes, user)
+    client_scopes = [s for s in client.row.scopes if cap is None or s in cap]
+    allowed = grantable_scopes(client_scopes, user)
     if requested is None or not requested.strip():
         if not allowed:
             raise InvalidScopeError("the client and the user share no scope")
@@ -82,6 +94,10 @@ class _UserTokenGrant:
             refresh_tokens.store(
                 token["refresh_token"], lineage_of, client.get_client_id(), user.id, user.tenant_id
             )
+            if lineage_of.expires_at is not None:
+                # Seconds left of the login's absolute lifetime, which refreshes never extend.
+                left = (lineage_of.expires_at - utcnow()).total_seconds()
+                token["refresh_token_expires_in"] = max(0, int(left))
         return token
 
 
@@ -179,4 +195,35 @@ class _RefreshTokenView:
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """RFC 6749 §4.4, and with ``sub`` a token for one of the client's own users (the
+    users it created through /users): user-bound tokens for users without a password."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        subject = self.request.form.get("sub")
+        if subject is None:
+            return super().create_token_response()
+        client: OAuthClient = self.request.client
+        user = IdpUser(self._own_user(client, subject))
+        scope = user_scope(client, user.row, self.request.payload.scope)
+        token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
+        self.request.user = user
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    @staticmethod
+    def _own_user(client: OAuthClient, subject: str) -> User:
+        if not subject:
+            raise InvalidRequestError("'sub' must name a user")
+        user = db.session.get(User, subject) if len(subject) <= MAX_USER_ID_LENGTH else None
+        # One answer for every refusal: another client's user is as unknown as no user.
+        if (
+            user is None
+            or user.client_id != client.get_client_id()
+            or user.tenant_id != client.row.tenant_id
+            or user.deleted_at is not None
+            or is_locked(user, utcnow())
+        ):
+            raise GrantRefused("subject", "'sub' is not a user of this client that may sign in")
+        return user

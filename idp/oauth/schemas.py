@@ -11,8 +11,17 @@ class _Form(BaseModel):
 
 
 class TokenRequest(_Form):
-    grant_type: str = Field(description="client_credentials, password or refresh_token")
+    grant_type: str = Field(
+        description="client_credentials, password, refresh_token or "
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    )
     scope: str | None = None
+    sub: str | None = Field(
+        default=None, description="client_credentials: a user id of the client's own users"
+    )
+    assertion: str | None = Field(
+        default=None, description="jwt-bearer: a JWT signed by a trusted issuer"
+    )
     username: str | None = None
     password: str | None = None
     refresh_token: str | None = None
@@ -28,6 +37,7 @@ class TokenResponse(BaseModel):
     expires_in: int
     scope: str | None = None
     refresh_token: str | None = None
+    refresh_token_expires_in: int | None = None
     id_token: str | None = None
 
 

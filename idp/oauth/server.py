@@ -10,10 +10,12 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import Flask, Response, current_app, g
 
+from idp.oauth.assertions import AssertionValidator
 from idp.oauth.client_auth import PrivateKeyJWTAuth
 from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import client_lookup
 from idp.oauth.errors import ClientAuthFailed
+from idp.oauth.jwt_bearer import grant_assertion_validator
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
@@ -36,6 +38,8 @@ class IdpAuthorizationServer(AuthorizationServer):
     lifetimes, stores and the verifier through ``self.server.runtime``."""
 
     runtime: Runtime
+    key_resolver: ClientKeyResolver  # public keys of clients and trusted issuers
+    grant_assertions: AssertionValidator  # the jwt-bearer grant's assertion rules
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         """Every endpoint's one way to authenticate a client: idp's own failures pass with
@@ -74,11 +78,10 @@ def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer
     server.init_app(app, query_client=client_lookup(rt.clients), save_token=_save_token)
     generator = AccessTokenGenerator(rt.settings, rt.lifetimes, rt.key_ring, new_refresh_token)
     server.register_token_generator("default", generator)
+    server.key_resolver = ClientKeyResolver(rt.settings.insecure_jwks_uri)
+    server.grant_assertions = grant_assertion_validator(rt.settings, rt.replay_store)
     server.register_client_auth_method(
-        "private_key_jwt",
-        PrivateKeyJWTAuth(
-            rt.settings, rt.replay_store, ClientKeyResolver(rt.settings.insecure_jwks_uri)
-        ),
+        "private_key_jwt", PrivateKeyJWTAuth(rt.settings, rt.replay_store, server.key_resolver)
     )
     for grant in GRANTS:
         server.register_grant(_grant_class(grant))

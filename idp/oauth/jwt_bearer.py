@@ -1,0 +1,146 @@
+"""The JWT bearer grant (RFC 7523 §2.1) on Authlib's JWTBearerGrant, for users vouched for
+by a trusted issuer (``idp issuers add``).
+
+Authlib's version takes the assertion's issuer for the client. Here the client
+authenticates as at every grant, and the issuer is a third party registered for the
+client's tenant: its assertion is held to the same rules as a client assertion (the
+shared ``AssertionValidator``, raising ``invalid_grant``), its ``jti`` values recorded
+under their own namespace, and its ``sub`` names the user at that issuer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
+from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
+from joserfc.jwk import GuestProtocol, Key
+
+from idp import refresh_tokens
+from idp.admin.issuers import find_issuer
+from idp.models import Tenant, TrustedIssuer, db, utcnow
+from idp.oauth.assertions import AssertionRules, AssertionValidator
+from idp.oauth.client_keys import ClientKeyError, ClientKeyResolver
+from idp.oauth.clients import OAuthClient
+from idp.oauth.errors import GrantRefused
+from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, user_scope
+from idp.settings import Settings
+from idp.stores import ReplayStore
+from idp.users.linked import ProvisioningRefused, find_linked_user, provision_linked_user
+from idp.users.lockout import is_locked
+
+if TYPE_CHECKING:
+    from idp.models import User
+
+# An issuer's jti is recorded as "issuer:<iss>:<jti>", a client's as "<client_id>:<jti>":
+# client ids never contain ':', so the two can never meet.
+ISSUER_REPLAY_NAMESPACE = "issuer:"
+
+
+@dataclass(frozen=True)
+class IssuerRegistration:
+    """What the grant needs of a trusted issuer, detached from the session."""
+
+    id: str  # names the issuer's parsed keys in the worker's cache
+    issuer: str
+    jwks: dict[str, Any] | None
+    jwks_uri: str | None
+    provision: bool
+    scopes: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, row: TrustedIssuer) -> IssuerRegistration:
+        return cls(
+            id=f"issuer:{row.tenant_id}:{row.issuer}",
+            issuer=row.issuer,
+            jwks=row.jwks,
+            jwks_uri=row.jwks_uri,
+            provision=row.provision,
+            scopes=tuple(row.scopes) if row.scopes is not None else None,
+        )
+
+
+def grant_assertion_validator(settings: Settings, replay_store: ReplayStore) -> AssertionValidator:
+    rules = AssertionRules(
+        audiences=tuple(settings.assertion_audiences),
+        max_lifetime=settings.assertion_max_lifetime,
+        leeway=settings.clock_skew,
+    )
+    return AssertionValidator(rules, replay_store, GrantRefused, ISSUER_REPLAY_NAMESPACE)
+
+
+class _IssuerKeyPicker:
+    def __init__(self, issuer: IssuerRegistration, resolver: ClientKeyResolver) -> None:
+        self.issuer = issuer
+        self.resolver = resolver
+
+    def __call__(self, obj: GuestProtocol) -> Key:
+        try:
+            return self.resolver.key_for(self.issuer, obj.headers())
+        except ClientKeyError as exc:
+            raise GrantRefused(exc.rule, f"issuer key: {exc.description}") from None
+
+
+class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(f"the client may not use grant_type={self.GRANT_TYPE}")
+        assertion = self.request.form.get("assertion")
+        if not assertion:
+            raise InvalidRequestError("'assertion' is required")
+        self.validate_requested_scope()
+        issuer = self._trusted_issuer(client, assertion)
+        picker = _IssuerKeyPicker(issuer, self.server.key_resolver)
+        claims = self.server.grant_assertions.validate(assertion, picker, issuer=issuer.issuer)
+        self.request.user = IdpUser(self._user(client, issuer, claims))
+        self.request.issuer = issuer
+
+    def _trusted_issuer(self, client: OAuthClient, assertion: str) -> IssuerRegistration:
+        # The issuer named by the unverified payload only picks the keys to verify with.
+        _, unverified = self.extract_assertion(assertion)
+        name = unverified.get("iss")
+        row = find_issuer(client.row.tenant_id, name) if isinstance(name, str) else None
+        if row is None:
+            raise GrantRefused("issuer", "assertion 'iss' is not a trusted issuer of this tenant")
+        return IssuerRegistration.of(row)
+
+    def _user(
+        self, client: OAuthClient, issuer: IssuerRegistration, claims: dict[str, Any]
+    ) -> User:
+        subject: str = claims["sub"]
+        user = find_linked_user(client.row.tenant_id, issuer.issuer, subject)
+        if user is None:
+            if not issuer.provision:
+                raise GrantRefused("subject", "no user is linked to this issuer and subject")
+            user = self._provision(client, issuer, subject, claims.get("preferred_username"))
+        if user.deleted_at is not None or is_locked(user, utcnow()):
+            raise GrantRefused("user", "the user may not sign in")
+        return user
+
+    def _provision(
+        self, client: OAuthClient, issuer: IssuerRegistration, subject: str, name: Any
+    ) -> User:
+        tenant = db.session.get(Tenant, client.row.tenant_id)
+        assert tenant is not None  # the client's tenant outlives the client
+        username = name if isinstance(name, str) and name else subject
+        try:
+            return provision_linked_user(
+                tenant, issuer.issuer, subject, username, list(issuer.scopes or ()), client.row.id
+            )
+        except ProvisioningRefused as exc:
+            raise GrantRefused("provision", str(exc)) from None
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client: OAuthClient = self.request.client
+        user: User = self.request.user.row
+        issuer: IssuerRegistration = self.request.issuer
+        scope = user_scope(client, user, self.request.payload.scope, cap=issuer.scopes)
+        lifetime = self.server.runtime.lifetimes.refresh_token(client.row)
+        lineage = refresh_tokens.fresh_lineage(scope, lifetime, utcnow())
+        token = self.issue(user, scope, lineage)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
