@@ -16,15 +16,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.admin import clients as client_admin
+from idp.admin import issuers as issuer_admin
 from idp.admin import tenants as tenant_admin
 from idp.errors import IdpError
 from idp.keys import KeyRecord
-from idp.models import DEFAULT_TENANT, db
+from idp.models import DEFAULT_TENANT, User, db
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SIGNING_ALGS
 from idp.runtime import runtime
 from idp.settings import load_settings
 from idp.users.records import user_record
-from idp.users.service import create_user
+from idp.users.service import (
+    create_user,
+    delete_user,
+    find_user_in_any_tenant,
+    list_users,
+    revoke_sessions,
+    set_lock,
+    set_password,
+)
 
 cli = AppGroup("idp", help="idp: OAuth 2.0 / OpenID Connect authorization server.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -264,10 +273,93 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
     emit({"client_id": client.id, "client_secret": secret}, as_json, _describe_fields)
 
 
+# -- issuers ----------------------------------------------------------------------
+
+issuers = AppGroup("issuers", help="Manage trusted assertion issuers (jwt-bearer grant).")
+cli.add_command(issuers)
+
+
+def _describe_issuer(record: dict[str, Any]) -> str:
+    keys = record["jwks_uri"] or "registered JWKS"
+    return f"{record['tenant']}  {record['issuer']}  provision={record['provision']}  {keys}"
+
+
+@issuers.command("add")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
+@click.option("--issuer", required=True, help="The 'iss' of the assertions.")
+@click.option("--jwks-file", type=click.Path(dir_okay=False))
+@click.option("--jwks-uri")
+@click.option("--provision", is_flag=True, help="Create a user for an unknown subject.")
+@click.option("--scope", default=None, help="Most a token from its assertions may carry.")
+@json_option
+def issuers_add(
+    tenant: str,
+    issuer: str,
+    jwks_file: str | None,
+    jwks_uri: str | None,
+    provision: bool,
+    scope: str | None,
+    as_json: bool,
+) -> None:
+    spec = issuer_admin.IssuerSpec(
+        tenant=tenant,
+        issuer=issuer,
+        jwks=_read_jwks_file(jwks_file),
+        jwks_uri=jwks_uri,
+        provision=provision,
+        scope=scope,
+    )
+    row = issuer_admin.add_issuer(spec, runtime().settings.insecure_jwks_uri)
+    db.session.commit()
+    emit(issuer_admin.issuer_record(row), as_json, _describe_issuer)
+
+
+@issuers.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's issuers.")
+@json_option
+def issuers_list(tenant: str | None, as_json: bool) -> None:
+    rows = issuer_admin.list_issuers(tenant)
+    emit([issuer_admin.issuer_record(row) for row in rows], as_json, _describe_issuer)
+
+
+@issuers.command("remove")
+@click.option("--tenant", default=DEFAULT_TENANT, show_default=True)
+@click.option("--issuer", required=True)
+@json_option
+def issuers_remove(tenant: str, issuer: str, as_json: bool) -> None:
+    record = issuer_admin.issuer_record(issuer_admin.remove_issuer(tenant, issuer))
+    db.session.commit()
+    emit(record, as_json, _describe_issuer)
+
+
 # -- users ------------------------------------------------------------------------
 
 users = AppGroup("users", help="Manage users.")
 cli.add_command(users)
+
+# The operator acts outside any client: audit events carry no client_id, as for create.
+OPERATOR = None
+
+
+def _read_password(password_stdin: bool) -> str | None:
+    if not password_stdin:
+        return None
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise IdpError("--password-stdin given but standard input held no password")
+    return password
+
+
+def _user_by_id(user_id: str) -> User:
+    """A live user by id, in whichever tenant it lives: the operator sees every tenant."""
+    user = find_user_in_any_tenant(user_id)
+    if user is None:
+        raise IdpError(f"no user with id {user_id!r}")
+    return user
+
+
+def _emit_user(user: User, as_json: bool) -> None:
+    emit(user_record(user), as_json, _describe_fields)
 
 
 @users.command("create")
@@ -280,14 +372,86 @@ cli.add_command(users)
 def users_create(
     tenant: str, username: str, email: str | None, scope: str, password_stdin: bool, as_json: bool
 ) -> None:
-    password = None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise IdpError("--password-stdin given but standard input held no password")
+    password = _read_password(password_stdin)
     user = create_user(tenant, username, password, email, scope)
     db.session.commit()
-    emit(user_record(user), as_json, _describe_fields)
+    _emit_user(user, as_json)
+
+
+@users.command("list")
+@click.option("--tenant", help="Only this tenant's users (default: every tenant).")
+@click.option("--username", help="Match the username as sign-in does (case, width).")
+@json_option
+def users_list(tenant: str | None, username: str | None, as_json: bool) -> None:
+    tenant_id = tenant_admin.require_tenant(tenant).id if tenant is not None else None
+    filters = {"username": username} if username is not None else {}
+    found, _total = list_users(tenant_id, filters, limit=None, offset=0)
+    emit([user_record(u) for u in found], as_json, _describe_fields)
+
+
+@users.command("show")
+@click.argument("user_id")
+@json_option
+def users_show(user_id: str, as_json: bool) -> None:
+    _emit_user(_user_by_id(user_id), as_json)
+
+
+@users.command("lock")
+@click.argument("user_id")
+@json_option
+def users_lock(user_id: str, as_json: bool) -> None:
+    """Lock the user: sign-in refused and its access tokens dead until unlocked."""
+    user = _user_by_id(user_id)
+    set_lock(user, True, OPERATOR, runtime().revoker)
+    db.session.commit()
+    _emit_user(user, as_json)
+
+
+@users.command("unlock")
+@click.argument("user_id")
+@json_option
+def users_unlock(user_id: str, as_json: bool) -> None:
+    """Unlock the user and reset its bad-attempt counter."""
+    user = _user_by_id(user_id)
+    set_lock(user, False, OPERATOR, runtime().revoker)
+    db.session.commit()
+    _emit_user(user, as_json)
+
+
+@users.command("delete")
+@click.argument("user_id")
+@json_option
+def users_delete(user_id: str, as_json: bool) -> None:
+    """Soft-delete the user and revoke all its tokens; prints the record with deletedAt."""
+    user = _user_by_id(user_id)
+    delete_user(user, OPERATOR, runtime().revoker)
+    db.session.commit()
+    _emit_user(user, as_json)
+
+
+@users.command("revoke-tokens")
+@click.argument("user_id")
+@json_option
+def users_revoke_tokens(user_id: str, as_json: bool) -> None:
+    """Revoke every refresh token of the user and every access token issued so far."""
+    revoked = revoke_sessions(_user_by_id(user_id), OPERATOR, runtime().revoker)
+    db.session.commit()
+    emit({"revoked": revoked}, as_json, _describe_fields)
+
+
+@users.command("reset-password")
+@click.argument("user_id")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@json_option
+def users_reset_password(user_id: str, password_stdin: bool, as_json: bool) -> None:
+    """Set a new password (read from standard input) and end the user's sessions."""
+    password = _read_password(password_stdin)
+    if password is None:
+        raise IdpError("the new password is read from standard input: pass --password-stdin")
+    user = _user_by_id(user_id)
+    set_password(user, password, OPERATOR, "password_reset", runtime().revoker)
+    db.session.commit()
+    _emit_user(user, as_json)
 
 
 # -- keys -------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class Settings:
     max_body: int = 65536
     refresh_reuse_grace: int = 0
     metrics_token: str | None = None
+    token_json_bodies: bool = False
 
     @property
     def token_endpoint(self) -> str:
@@ -181,6 +182,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_body": _int(1024),
     "refresh_reuse_grace": _int(0),
     "metrics_token": _parse_optional_secret,
+    "token_json_bodies": _parse_bool,
 }
 
 

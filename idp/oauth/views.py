@@ -26,12 +26,12 @@ from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY
 blueprint = Blueprint("oauth", __name__)
 
 
-def _run(handler: Callable[[], Response]) -> Response:
+def _run(handler: Callable[[], Response], json_bodies: bool = False) -> Response:
     """Validate, run, and commit once: a success, or a refusal that must be remembered
     (a counted bad password, a revoked family); any other failure leaves nothing behind."""
     server = authorization_server()
     try:
-        check_oauth_request(request)
+        check_oauth_request(request, json_bodies)
         response = handler()
         if not db.session().in_transaction():
             pass  # nothing was read or written: no round trip to the database
@@ -75,7 +75,7 @@ def _token_response() -> Response:
 @blueprint.post("/oidc/token")
 def token() -> Response:
     started = time.perf_counter()
-    response = _run(_token_response)
+    response = _run(_token_response, authorization_server().runtime.settings.token_json_bodies)
     TOKEN_LATENCY.observe(time.perf_counter() - started)
     return response
 

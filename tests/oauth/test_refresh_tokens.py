@@ -100,12 +100,20 @@ def test_user_state_changes_kill_refresh_tokens(http, app, client, alice, sessio
 def test_absolute_lifetime(http, app, alice) -> None:
     client = password_client(app, refresh_token_ttl=600)
     with freeze_time(utcnow() + timedelta(days=1)) as clock:
-        token = login(http, client).get_json()["refresh_token"]
+        first = login(http, client).get_json()
+        assert first["refresh_token_expires_in"] == 600
         clock.tick(timedelta(seconds=500))
-        token = refresh(http, client, token).get_json()["refresh_token"]
+        renewed = refresh(http, client, first["refresh_token"]).get_json()
+        assert renewed["refresh_token_expires_in"] == 100  # a refresh never extends the login
+        token = renewed["refresh_token"]
         clock.tick(timedelta(seconds=101))  # 601 s after the login: past the lifetime
         expired = refresh(http, client, token)
         assert expired.status_code == 400 and expired.get_json()["error"] == "invalid_grant"
+
+
+def test_without_an_absolute_lifetime_no_expiry_is_announced(http, app, alice) -> None:
+    body = login(http, password_client(app)).get_json()
+    assert body["refresh_token"] and "refresh_token_expires_in" not in body
 
 
 def test_unknown_and_missing_refresh_tokens(http, client) -> None:

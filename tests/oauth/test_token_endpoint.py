@@ -213,3 +213,41 @@ def test_no_active_signing_key_is_503_not_500(http, app) -> None:
     response = http.post("/oidc/token", data=CC, headers=basic(client_id, secret))
     assert response.status_code == 503
     assert response.get_json()["error"] == "temporarily_unavailable"
+
+
+# -- JSON bodies (IDP_TOKEN_JSON_BODIES) --------------------------------------------
+
+
+def test_json_bodies_are_refused_by_default(app, http) -> None:
+    client_id, secret = register(app, auth_method="client_secret_basic")
+    answer = http.post(
+        "/oidc/token", json={"grant_type": "client_credentials"}, headers=basic(client_id, secret)
+    )
+    assert answer.status_code == 400 and answer.get_json()["error"] == "invalid_request"
+    form = http.post(
+        "/oidc/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, secret)
+    )
+    assert form.status_code == 200  # control
+
+
+def test_json_bodies_when_enabled(make_app) -> None:
+    app = make_app(IDP_TOKEN_JSON_BODIES="true")
+    http = app.test_client()
+    client_id, secret = register(app, auth_method="client_secret_post")
+    body = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    answer = http.post("/oidc/token", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["token_type"].lower() == "bearer"
+    wrong = http.post("/oidc/token", json=body | {"client_secret": "nope"})
+    assert wrong.status_code == 401 and wrong.get_json()["error"] == "invalid_client"
+    for hostile in ([body], {**body, "scope": ["user:read"]}, "text", {"grant_type": 1}):
+        refused = http.post("/oidc/token", json=hostile)
+        assert refused.status_code == 400, hostile
+        assert refused.get_json()["error"] == "invalid_request"
+    broken = http.post("/oidc/token", data="{not json", content_type="application/json")
+    assert broken.status_code == 400 and broken.get_json()["error"] == "invalid_request"
+    # Form bodies keep working, and JSON stays refused at the other endpoints.
+    form = http.post("/oidc/token", data=body)
+    assert form.status_code == 200
+    revoke = http.post("/oidc/revoke", json={"token": "x", **body})
+    assert revoke.status_code == 400
