@@ -7,13 +7,16 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
-from idp.models import Client, Tenant, User, db, utcnow
+from idp.models import Client, Tenant, User, UserAttribute, db, utcnow
 from idp.runtime import runtime
-from idp.users import lockout, service
+from idp.users import attributes, lockout, service
 from idp.users.passwords import WeakPasswordError, verify_password
-from idp.users.records import user_record
+from idp.users.records import attribute_record, user_record
 from idp.users.schemas import (
+    AttributeList,
+    AttributeOut,
     ChangeOwnPassword,
+    CreateAttribute,
     CreateUser,
     ListQuery,
     LockStatus,
@@ -69,13 +72,19 @@ def _within_ceiling(token: AccessToken, scopes: list[str] | None) -> None:
         raise ApiProblem(403, "Forbidden", str(exc), errors) from None
 
 
-def _commit() -> None:
+def _me(token: AccessToken) -> User:
+    user = service.find_user(_tenant(token).id, current_token_user_id(token))
+    if user is None:
+        raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
+    return user
+
+
+def _commit(conflict: str = "a user with that username or clientUserId exists") -> None:
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        detail = "a user with that username or clientUserId exists"
-        raise ApiProblem(409, "Conflict", detail) from None
+        raise ApiProblem(409, "Conflict", conflict) from None
 
 
 def _out(user: User) -> UserOut:
@@ -101,6 +110,8 @@ def create_user(token: AccessToken, body: CreateUser) -> UserOut:
             scopes=list(dict.fromkeys(body.scopes or [])),
             client_id=str(token.claims["client_id"]),
             client_user_id=body.clientUserId,
+            first_name=body.firstName,
+            last_name=body.lastName,
         )
     except service.Conflict as exc:
         raise ApiProblem(409, "Conflict", str(exc)) from None
@@ -126,10 +137,7 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
 
 @api.route("/users/me", "GET", summary="The signed-in user", scope="user:self", response=UserOut)
 def me(token: AccessToken) -> UserOut:
-    user = service.find_user(_tenant(token).id, current_token_user_id(token))
-    if user is None:
-        raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
-    return _out(user)
+    return _out(_me(token))
 
 
 @api.route(
@@ -137,15 +145,56 @@ def me(token: AccessToken) -> UserOut:
     body=ChangeOwnPassword, status=204,
 )  # fmt: skip
 def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
-    user = service.find_user(_tenant(token).id, current_token_user_id(token))
-    if user is None:
-        raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
+    user = _me(token)
     _check_current_password(user, token, body.currentPassword)
     try:
         service.set_password(user, body.newPassword, None, "password_changed", runtime().revoker)
     except WeakPasswordError as exc:
         raise _weak(exc) from None
     _commit()
+
+
+@api.route(
+    "/users/me/attributes", "GET", summary="One's own personal attributes", scope="user:self",
+    response=AttributeList,
+)  # fmt: skip
+def list_own_attributes(token: AccessToken) -> AttributeList:
+    return _attribute_list(attributes.list_attributes(_me(token), personal=True))
+
+
+@api.route(
+    "/users/me/attributes", "POST", summary="Add a personal attribute to one's own account",
+    scope="user:self", body=CreateAttribute, response=AttributeOut, status=201, errors=(409,),
+)  # fmt: skip
+def create_own_attribute(token: AccessToken, body: CreateAttribute) -> AttributeOut:
+    return _add_attribute(token, _me(token), body, personal=True)
+
+
+def _attribute_list(found: list[UserAttribute]) -> AttributeList:
+    return AttributeList(
+        attributes=[AttributeOut.model_validate(attribute_record(a)) for a in found]
+    )
+
+
+def _add_attribute(
+    token: AccessToken, user: User, body: CreateAttribute, *, personal: bool
+) -> AttributeOut:
+    try:
+        attribute = attributes.add_attribute(
+            user,
+            name=body.name,
+            type_=body.type,
+            value=body.value,
+            personal=personal,
+            actor=token.claims["client_id"],
+        )
+    except attributes.InvalidAttribute as exc:
+        errors = [{"field": exc.field, "message": str(exc)}]
+        raise ApiProblem(400, "Bad Request", str(exc), errors) from None
+    except service.Conflict as exc:
+        raise ApiProblem(409, "Conflict", str(exc)) from None
+    _commit(f"the user already has an attribute named {body.name!r}")
+    return AttributeOut.model_validate(attribute_record(attribute))
 
 
 def _check_current_password(user: User, token: AccessToken, password: str) -> None:
@@ -254,3 +303,34 @@ def revoke_tokens(token: AccessToken, user_id: str) -> RevokedCount:
     )
     _commit()
     return RevokedCount(revoked=revoked)
+
+
+@api.route(
+    "/users/<user_id>/attributes", "GET", summary="A user's attributes (not the personal ones)",
+    scope="user:read", response=AttributeList, errors=(404,),
+)  # fmt: skip
+def list_attributes(token: AccessToken, user_id: str) -> AttributeList:
+    return _attribute_list(attributes.list_attributes(_user(token, user_id), personal=False))
+
+
+@api.route(
+    "/users/<user_id>/attributes", "POST", summary="Add an attribute to a user",
+    scope="user:update", body=CreateAttribute, response=AttributeOut, status=201,
+    errors=(404, 409),
+)  # fmt: skip
+def create_attribute(token: AccessToken, body: CreateAttribute, user_id: str) -> AttributeOut:
+    user = _user(token, user_id)
+    return _add_attribute(token, user, body, personal=body.isPersonal)
+
+
+@api.route(
+    "/users/<user_id>/attributes/<attribute_id>", "DELETE", summary="Remove a user's attribute",
+    scope="user:update", status=204, errors=(404,),
+)  # fmt: skip
+def delete_attribute(token: AccessToken, user_id: str, attribute_id: str) -> None:
+    user = _user(token, user_id)
+    attribute = attributes.find_attribute(user, attribute_id)
+    if attribute is None:
+        raise not_found("attribute")
+    attributes.delete_attribute(user, attribute, token.claims["client_id"])
+    _commit()

@@ -1,11 +1,11 @@
-"""The Moneyhub-style (camelCase) JSON view of a user."""
+"""The Moneyhub-style (camelCase) JSON views of a user and its attributes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from idp.models import User, utcnow
+from idp.models import LOCAL_PROVIDER, User, UserAttribute, utcnow
 from idp.users.lockout import is_locked
 
 
@@ -23,6 +23,9 @@ def user_record(user: User) -> dict[str, Any]:
         "tenant": user.tenant.name,
         "username": user.username,
         "email": user.email,
+        "firstName": user.first_name,
+        "lastName": user.last_name,
+        "provider": user.provider or LOCAL_PROVIDER,
         "scopes": list(user.scopes),
         "userType": user.user_type,
         "managedBy": user.managed_by,
@@ -31,4 +34,15 @@ def user_record(user: User) -> dict[str, Any]:
         "lastAccessed": rfc3339(user.last_accessed),
         "deletedAt": rfc3339(user.deleted_at),
         "locked": is_locked(user, utcnow()),
+    }
+
+
+def attribute_record(attribute: UserAttribute) -> dict[str, Any]:
+    return {
+        "attributeId": attribute.id,
+        "name": attribute.name,
+        "type": attribute.type,
+        "value": attribute.value,
+        "isPersonal": attribute.is_personal,
+        "createdAt": rfc3339(attribute.created_at),
     }

@@ -3,7 +3,7 @@ both come from these models, so they cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -12,6 +12,7 @@ from idp.users.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 # No control characters anywhere: PostgreSQL refuses NUL in text, and none belongs in a name.
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=PRINTABLE)]
+PersonName = Annotated[str, StringConstraints(max_length=200, pattern=PRINTABLE)]
 Username = Annotated[
     str,
     StringConstraints(
@@ -32,6 +33,10 @@ Password = Annotated[
 Filter = Annotated[str, StringConstraints(max_length=320, pattern=PRINTABLE)]
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5B\x5D-\x7E]{1,128}$")]
 Scopes = Annotated[list[Scope], Field(max_length=64)]
+AttributeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+AttributeType = Literal["STRING", "INTEGER", "DOUBLE", "DATE_WITH_DAY"]
+# Whether the value parses as its type is checked by idp.users.attributes.
+AttributeValue = Annotated[str, StringConstraints(max_length=1024, pattern=r"^[^\x00]*$")]
 
 
 class _Strict(BaseModel):
@@ -44,12 +49,16 @@ class CreateUser(_Strict):
     email: Email | None = None
     password: Password | None = None
     scopes: Scopes | None = None
+    firstName: PersonName | None = None
+    lastName: PersonName | None = None
 
 
 class UpdateUser(_Strict):
     clientUserId: Text200 | None = None
     email: Email | None = None
     scopes: Scopes | None = None
+    firstName: PersonName | None = None
+    lastName: PersonName | None = None
 
 
 class ResetPassword(_Strict):
@@ -70,6 +79,7 @@ class ListQuery(BaseModel):
     username: Filter | None = None
     email: Filter | None = None
     clientUserId: Filter | None = None
+    clientId: Filter | None = None
 
 
 class UserOut(BaseModel):
@@ -79,6 +89,9 @@ class UserOut(BaseModel):
     tenant: str
     username: str | None
     email: str | None
+    firstName: str | None
+    lastName: str | None
+    provider: str
     scopes: list[str]
     userType: str
     managedBy: str | None
@@ -94,6 +107,26 @@ class UserList(BaseModel):
     limit: int
     offset: int
     total: int
+
+
+class CreateAttribute(_Strict):
+    name: AttributeName
+    type: AttributeType
+    value: AttributeValue
+    isPersonal: bool = False
+
+
+class AttributeOut(BaseModel):
+    attributeId: str
+    name: str
+    type: str
+    value: str
+    isPersonal: bool
+    createdAt: str
+
+
+class AttributeList(BaseModel):
+    attributes: list[AttributeOut]
 
 
 class LockStatus(BaseModel):

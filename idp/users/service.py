@@ -84,6 +84,8 @@ def new_user(
     scopes: list[str],
     client_id: str | None = None,
     client_user_id: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
 ) -> User:
     # Raises InvalidUsername before anything is written or looked up.
     key = username_key(username) if username is not None else None
@@ -100,6 +102,9 @@ def new_user(
         username=username,
         username_key=key,
         email=email,
+        first_name=first_name,
+        last_name=last_name,
+        provider=LOCAL_PROVIDER,
         scopes=scopes,
         client_id=client_id,
         client_user_id=client_user_id,
@@ -159,6 +164,7 @@ def list_users(
     for name, column in (
         ("email", User.email),
         ("clientUserId", User.client_user_id),
+        ("clientId", User.client_id),
     ):
         if filters.get(name) is not None:
             conditions.append(column == filters[name])
@@ -186,6 +192,10 @@ def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
         user.client_user_id = None
     if "email" in changes:
         user.email = changes["email"]
+    if "firstName" in changes:
+        user.first_name = changes["firstName"]
+    if "lastName" in changes:
+        user.last_name = changes["lastName"]
     if "scopes" in changes:
         user.scopes = list(dict.fromkeys(changes["scopes"] or []))
     user.updated_at = utcnow()

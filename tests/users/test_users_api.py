@@ -12,7 +12,8 @@ from tests.oauth.helpers import basic, login, password_client, refresh, register
 from tests.users.conftest import client_token
 
 USER_FIELDS = {
-    "userId", "clientUserId", "clientId", "tenant", "username", "email", "scopes", "userType",
+    "userId", "clientUserId", "clientId", "tenant", "username", "email", "firstName", "lastName",
+    "provider", "scopes", "userType",
     "managedBy", "createdAt", "updatedAt", "lastAccessed", "deletedAt", "locked",
 }  # fmt: skip
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

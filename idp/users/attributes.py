@@ -1,0 +1,143 @@
+"""User attributes: typed name/value pairs on a user (OBP user attributes).
+
+A personal attribute belongs to the user alone: it is read and written through the user's
+own token, and the management routes never list it. As in idp.users.service, each
+operation adds rows and its audit event to the caller's session; the caller commits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date
+
+from sqlalchemy import select
+
+from idp import audit
+from idp.errors import IdpError
+from idp.models import User, UserAttribute, db, utcnow
+from idp.models.base import new_uuid
+from idp.users.service import Conflict
+
+TYPES = ("STRING", "INTEGER", "DOUBLE", "DATE_WITH_DAY")
+NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MAX_VALUE_LENGTH = 1024
+
+# ASCII digits only: str.isdigit and \d also accept other scripts' digits.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ATTRIBUTE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class InvalidAttribute(IdpError):
+    """A name, type or value the attribute rules refuse; ``field`` says which."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _finite_decimal(value: str) -> bool:
+    # The pattern keeps out what float() would also take: nan, inf, "1_0", spaces, hex.
+    return _DECIMAL.fullmatch(value) is not None and math.isfinite(float(value))
+
+
+def _calendar_date(value: str) -> bool:
+    if _DATE.fullmatch(value) is None:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_PARSERS = {
+    "STRING": (lambda value: True, "any string"),
+    "INTEGER": (lambda value: _INTEGER.fullmatch(value) is not None, "an optional sign and digits"),
+    "DOUBLE": (_finite_decimal, "a finite decimal number such as -1.5 or 2e10"),
+    "DATE_WITH_DAY": (_calendar_date, "a calendar date written YYYY-MM-DD"),
+}
+
+
+def check_attribute(name: str, type_: str, value: str) -> None:
+    """Raise InvalidAttribute unless ``value`` parses as ``type_`` (the value itself is
+    never quoted back: it may be personal)."""
+    if NAME.fullmatch(name) is None:
+        raise InvalidAttribute("name", "the name must be 1 to 64 of A-Z a-z 0-9 _ . -")
+    if type_ not in _PARSERS:
+        raise InvalidAttribute("type", f"the type must be one of {', '.join(TYPES)}")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise InvalidAttribute("value", f"the value must be at most {MAX_VALUE_LENGTH} characters")
+    parses, expected = _PARSERS[type_]
+    if not parses(value):
+        raise InvalidAttribute("value", f"the value is not a valid {type_}: expected {expected}")
+
+
+def list_attributes(user: User, *, personal: bool) -> list[UserAttribute]:
+    """The user's personal attributes, or its other ones."""
+    return list(
+        db.session.scalars(
+            select(UserAttribute)
+            .where(UserAttribute.user_id == user.id, UserAttribute.is_personal.is_(personal))
+            .order_by(UserAttribute.created_at, UserAttribute.name)
+        )
+    )
+
+
+def find_attribute(user: User, attribute_id: str) -> UserAttribute | None:
+    """One of the user's non-personal attributes; another user's is not found."""
+    if _ATTRIBUTE_ID.fullmatch(attribute_id) is None:
+        return None
+    return db.session.scalar(
+        select(UserAttribute).where(
+            UserAttribute.id == attribute_id,
+            UserAttribute.user_id == user.id,
+            UserAttribute.is_personal.is_(False),
+        )
+    )
+
+
+def add_attribute(
+    user: User, *, name: str, type_: str, value: str, personal: bool, actor: str | None
+) -> UserAttribute:
+    check_attribute(name, type_, value)
+    taken = select(UserAttribute.id).where(
+        UserAttribute.user_id == user.id, UserAttribute.name == name
+    )
+    if db.session.scalar(taken) is not None:
+        raise Conflict(f"the user already has an attribute named {name!r}")
+    attribute = UserAttribute(
+        id=new_uuid(),
+        user_id=user.id,
+        name=name,
+        type=type_,
+        value=value,
+        is_personal=personal,
+        created_at=utcnow(),
+    )
+    db.session.add(attribute)
+    audit.record(
+        "user_attribute_created",
+        tenant=user.tenant.name,
+        client_id=actor,
+        user_id=user.id,
+        attribute_id=attribute.id,
+        name=name,
+        type=type_,
+        personal=personal,
+    )
+    return attribute
+
+
+def delete_attribute(user: User, attribute: UserAttribute, actor: str | None) -> None:
+    db.session.delete(attribute)
+    audit.record(
+        "user_attribute_deleted",
+        tenant=user.tenant.name,
+        client_id=actor,
+        user_id=user.id,
+        attribute_id=attribute.id,
+        name=attribute.name,
+    )
