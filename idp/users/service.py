@@ -134,14 +134,21 @@ def create_user(
     return user
 
 
-def find_user(tenant_id: int, user_id: str) -> User | None:
+def _live_user(user_id: str, *conditions: ColumnElement[bool]) -> User | None:
     if not _USER_ID.match(user_id):
         return None
     return db.session.scalar(
-        select(User).where(
-            User.id == user_id, User.tenant_id == tenant_id, User.deleted_at.is_(None)
-        )
+        select(User).where(User.id == user_id, User.deleted_at.is_(None), *conditions)
     )
+
+
+def find_user(tenant_id: int, user_id: str) -> User | None:
+    return _live_user(user_id, User.tenant_id == tenant_id)
+
+
+def find_user_in_any_tenant(user_id: str) -> User | None:
+    """The operator's lookup (CLI): a live user by id, whatever its tenant."""
+    return _live_user(user_id)
 
 
 def _username_condition(name: str) -> ColumnElement[bool]:
@@ -153,12 +160,13 @@ def _username_condition(name: str) -> ColumnElement[bool]:
 
 
 def list_users(
-    tenant_id: int, filters: dict[str, Any], limit: int, offset: int
+    tenant_id: int | None, filters: dict[str, Any], limit: int | None, offset: int
 ) -> tuple[list[User], int]:
-    conditions: list[ColumnElement[bool]] = [
-        User.tenant_id == tenant_id,
-        User.deleted_at.is_(None),
-    ]
+    """Live users matching ``filters``; ``tenant_id`` None (the operator's view, CLI) lists
+    every tenant, and ``limit`` None every match."""
+    conditions: list[ColumnElement[bool]] = [User.deleted_at.is_(None)]
+    if tenant_id is not None:
+        conditions.append(User.tenant_id == tenant_id)
     if filters.get("username") is not None:
         conditions.append(_username_condition(filters["username"]))
     for name, column in (
