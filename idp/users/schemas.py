@@ -112,8 +112,16 @@ class UserList(BaseModel):
 class CreateAttribute(_Strict):
     name: AttributeName
     type: AttributeType
-    value: AttributeValue
-    isPersonal: bool = False
+    value: Annotated[
+        AttributeValue,
+        Field(
+            description="must parse as the type: INTEGER an optional sign and digits, DOUBLE"
+            " a finite decimal number, DATE_WITH_DAY a calendar date YYYY-MM-DD"
+        ),
+    ]
+    isPersonal: Annotated[
+        bool, Field(description="visible to the user alone, at /users/me/attributes")
+    ] = False
 
 
 class AttributeOut(BaseModel):
