@@ -343,5 +343,14 @@ def test_the_cli_registers_lists_and_removes_an_issuer(app, http, run_idp, tmp_p
     assert_invalid_grant(grant(http, client, statement(key)), "trusted issuer")
 
 
+def test_the_cli_names_the_grant_jwt_bearer(run_idp) -> None:
+    created = run_idp(
+        "clients", "create", "--name", "obp", "--auth-method", "client_secret_basic",
+        "--grant-types", "jwt-bearer,refresh_token", "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["grant_types"] == [GRANT, "refresh_token"]
+
+
 def test_token_url_audience_is_accepted(http, dauth, issuer_key) -> None:
     assert grant(http, dauth, statement(issuer_key, aud=TOKEN_URL)).status_code == 200
