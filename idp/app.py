@@ -8,14 +8,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from idp import http_errors
 from idp.models import db
-from idp.observability.logs import configure_logging
+from idp.observability.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from idp.runtime import EXTENSION_KEY, build_runtime
 from idp.settings import Settings, load_settings
 
@@ -62,7 +62,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(users_api.blueprint)
     app.register_blueprint(openapi.blueprint)
     http_errors.register(app)
+    app.after_request(_send_request_id)
     return app
+
+
+def _send_request_id(response: Response) -> Response:
+    # After-request functions also run on the responses of error handlers (4xx, 413, 503,
+    # 500), so every answer names the id its log lines and audit events carry.
+    response.headers[REQUEST_ID_HEADER] = request_id() or ""
+    return response
 
 
 def _engine_options(url: str) -> dict[str, Any]:

@@ -34,8 +34,10 @@ keepalive = 0
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"  # override with GUNICORN_CMD_ARGS="--log-level debug"
-# The access log must never carry secrets: no query strings, no headers.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss'
+# The access log must never carry secrets: no query strings, no request headers. The one
+# response header logged, X-Request-ID, ties an access line to idp's log lines and audit
+# events; idp only echoes a caller's id that is short printable ASCII.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id}o)s'
 # Each worker imports the app itself, after gevent has patched the standard library.
 # Imported in the master, before the patches, psycopg would pick its C wait function,
 # which stops the whole worker while one query waits, and the app's locks would be

@@ -1,4 +1,8 @@
-"""Log set-up: idp's loggers write one line per event to stderr (gunicorn's error log).
+"""Log set-up and request ids.
+
+idp's loggers write one line per event to stderr (gunicorn's error log), each with the
+``X-Request-ID`` of the request it belongs to, so a log line, an audit event and a
+client's report of a failure can be tied together.
 
 Nothing logged by idp carries a secret, password, assertion or token: audit events
 log identifiers only, and errors log exception class names rather than messages that
@@ -8,9 +12,48 @@ could echo input.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+from flask import g, has_request_context, request
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_ID_LENGTH = 128
+_G_KEY = "idp_request_id"
+
+
+def acceptable_request_id(value: str | None) -> bool:
+    """A caller's id is kept when it is 1-128 printable ASCII characters: nothing that
+    could break a log line (control characters, newlines) or bloat every record."""
+    return (
+        value is not None
+        and 0 < len(value) <= MAX_REQUEST_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+    )
+
+
+def request_id() -> str | None:
+    """The current request's id (the caller's, or one generated once per request);
+    None outside a request, e.g. in a CLI command."""
+    if not has_request_context():
+        return None
+    current: str | None = g.get(_G_KEY)
+    if current is None:
+        sent = request.headers.get(REQUEST_ID_HEADER)
+        # 128 random bits: unique enough to find one request among billions of log lines.
+        current = sent if acceptable_request_id(sent) else secrets.token_hex(16)
+        setattr(g, _G_KEY, current)
+    return current
+
+
+class RequestIdFilter(logging.Filter):
+    """Gives every record a ``request_id`` attribute for the format ("-" outside requests)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id() or "-"
+        return True
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -19,5 +62,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         return  # configured already (a second app in the same process, or by the host)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    # On the handler, not the logger: a logger's filters skip records of its child loggers.
+    handler.addFilter(RequestIdFilter())
     logger.addHandler(handler)
     logger.setLevel(level)
