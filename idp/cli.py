@@ -488,17 +488,63 @@ def keys_generate(alg: str | None, as_json: bool) -> None:
     emit(record.as_json(), as_json, _describe_key)
 
 
+def _duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from idp.keys.durations import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except IdpError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _describe_skipped(summary: dict[str, Any]) -> str:
+    return (
+        f"nothing to do: active key {summary['active']} has signed for "
+        f"{summary['active_age']} s, not longer than {summary['if_older_than']}"
+    )
+
+
 @keys.command("rotate")
 @click.option("--force", is_flag=True, help="Rotate even if the next key is younger than max-age.")
-@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Alg of the new next key.")
+@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Alg of a new next key.")
+@click.option(
+    "--if-older-than",
+    "older_than",
+    metavar="DURATION",
+    callback=_duration_option,
+    help="Rotate only when the active key has signed longer than this (90d, 12h, 30m, 3600s); "
+    "otherwise do nothing and exit 0. For schedulers.",
+)
 @json_option
-def keys_rotate(force: bool, alg: str | None, as_json: bool) -> None:
-    """next → active, active → retired, and a new next key."""
+def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: bool) -> None:
+    """Oldest next → active, active → retired; a new next key when none is left."""
+    from idp.keys.durations import format_duration
+
     rt = runtime()
-    records = rt.key_store.rotate(
-        alg or rt.settings.signing_alg, min_next_age=rt.settings.jwks_max_age, force=force
+    result = rt.key_store.rotate(
+        alg or rt.settings.signing_alg,
+        min_next_age=rt.settings.jwks_max_age,
+        force=force,
+        older_than=older_than,
     )
-    emit(_key_json(records), as_json, _describe_key)
+    if older_than is None:
+        emit(_key_json(result.records), as_json, _describe_key)
+        return
+    # A scheduler's run reports one object either way, so a wrapper can tell the cases apart.
+    active = next((r for r in result.records if r.state == "active"), None)
+    summary: dict[str, Any] = {
+        "rotated": result.rotated,
+        "if_older_than": format_duration(older_than),
+        "active": active.kid if active else None,
+        "active_age": result.active_age,
+        "keys": _key_json(result.records),
+    }
+    if result.rotated:
+        emit(summary, as_json, lambda s: "\n".join(_describe_key(k) for k in s["keys"]))
+    else:
+        emit(summary, as_json, _describe_skipped)
 
 
 @keys.command("prune")

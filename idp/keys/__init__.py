@@ -1,6 +1,22 @@
-"""Signing keys: the on-disk store with its rotation rules and the workers' cached view."""
+"""Signing keys: the stores with their rotation rules and the workers' cached view."""
 
 from idp.keys.ring import KeyRing, LoadedKeys
-from idp.keys.store import KeyRecord, KeyStore, PruneResult
+from idp.keys.store import (
+    BaseKeyStore,
+    FileKeyStore,
+    KeyRecord,
+    KeyStore,
+    PruneResult,
+    RotationResult,
+)
 
-__all__ = ["KeyRecord", "KeyRing", "KeyStore", "LoadedKeys", "PruneResult"]
+__all__ = [
+    "BaseKeyStore",
+    "FileKeyStore",
+    "KeyRecord",
+    "KeyRing",
+    "KeyStore",
+    "LoadedKeys",
+    "PruneResult",
+    "RotationResult",
+]

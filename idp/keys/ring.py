@@ -1,8 +1,13 @@
 """The in-process view of the key store that the web workers sign and publish with.
 
-Workers re-read the manifest only when it changes on disk (checked at most once
-per ``CHECK_INTERVAL``), so the token hot path costs one ``stat`` a second, and a
-rotation by ``idp keys rotate`` reaches every worker within seconds.
+Workers re-read the store only when its change marker moves (checked at most once per
+``CHECK_INTERVAL``): one ``stat`` of the manifest for the file store, one indexed read
+of a version counter for the database store. A rotation by ``idp keys rotate`` so
+reaches every worker within seconds, and the token hot path stays cheap.
+
+A worker never trades good keys for a worse view: an unreadable, partial or missing
+store leaves it with the keys it last loaded, and a worker that never loaded any has
+none (it is then not ready and answers 503 rather than publish an empty key set).
 """
 
 from __future__ import annotations
@@ -10,25 +15,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import Key, KeySet
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp.errors import KeyStoreError
-from idp.keys.store import KeyStore
+from idp.keys.store import BaseKeyStore
 
 logger = logging.getLogger(__name__)
 
 CHECK_INTERVAL = 1.0
 PUBLISH_ORDER = {"active": 0, "next": 1, "retired": 2}
+LOAD_ERRORS = (KeyStoreError, JoseError, ValueError, KeyError, TypeError, SQLAlchemyError)
 
 
 @dataclass(frozen=True)
@@ -63,38 +68,48 @@ class LoadedKeys:
         return jwt.encode(header, claims, signing_set, algorithms=[alg])
 
 
+# What a worker holds before it ever loaded a usable store: nothing to sign or publish.
 EMPTY = LoadedKeys(active=None, jwks_body=b'{"keys":[]}', etag="empty")
 
 
-def _fingerprint(path: Path) -> tuple[int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
-def load_keys(store: KeyStore) -> LoadedKeys:
-    records = sorted(store.records(), key=lambda r: (PUBLISH_ORDER[r.state], r.created_at))
+def load_keys(store: BaseKeyStore) -> LoadedKeys:
+    """The store's keys, or KeyStoreError when they are not a set one may serve: a
+    published set must hold exactly one active key, and every key must parse."""
+    snapshot = sorted(
+        store.snapshot(), key=lambda item: (PUBLISH_ORDER[item[0].state], item[0].created_at)
+    )
     public: list[dict[str, Any]] = []
-    active: Key | None = None
-    for record in records:
-        key = KeySet.import_key_set({"keys": [store.private_jwk(record.kid)]}).keys[0]
+    active: list[Key] = []
+    for record, private_jwk in snapshot:
+        key = KeySet.import_key_set({"keys": [private_jwk]}).keys[0]
+        if key.kid != record.kid:
+            raise KeyStoreError(f"key {record.kid} holds a JWK with another kid")
         public.append(key.as_dict(private=False))
         if record.state == "active":
-            active = key
+            active.append(key)
+    if len(active) != 1:
+        raise KeyStoreError(f"the key store holds {len(active)} active keys; exactly one must sign")
     body = json.dumps({"keys": public}, separators=(",", ":")).encode()
     etag = hashlib.sha256(body).hexdigest()[:32]
-    return LoadedKeys(active=active, jwks_body=body, etag=etag)
+    return LoadedKeys(active=active[0], jwks_body=body, etag=etag)
+
+
+_UNSET = object()
 
 
 class KeyRing:
-    def __init__(self, store: KeyStore) -> None:
+    def __init__(self, store: BaseKeyStore) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._loaded = EMPTY
-        self._fingerprint: tuple[int, int, int] | None = None
+        self._marker: object = _UNSET
+        # The marker whose failure was last logged: one line per broken state, not per check.
+        self._reported: object = _UNSET
         self._checked_at = float("-inf")
+
+    @property
+    def has_keys(self) -> bool:
+        return self._loaded.active is not None
 
     def current(self) -> LoadedKeys:
         if time.monotonic() - self._checked_at >= CHECK_INTERVAL:
@@ -102,15 +117,45 @@ class KeyRing:
         return self._loaded
 
     def _refresh(self) -> None:
-        with self._lock:
+        # With keys in hand, one request checks and the others in flight keep the current
+        # keys (at most one interval old) rather than queue; without any they wait for
+        # the first load instead of failing.
+        if not self._lock.acquire(blocking=not self.has_keys):
+            return
+        try:
             self._checked_at = time.monotonic()
-            fingerprint = _fingerprint(self.store.manifest_path)
-            if fingerprint == self._fingerprint:
+            try:
+                marker = self.store.change_marker()
+            except LOAD_ERRORS as exc:
+                self._report("check", exc)
+                return
+            if marker == self._marker:
+                return
+            if marker is None:
+                self._marker = None
+                if self.has_keys:
+                    logger.error(
+                        "key store %s has no keys any more; keeping the last good keys",
+                        self.store.location,
+                    )
                 return
             try:
-                self._loaded = EMPTY if fingerprint is None else load_keys(self.store)
-            except (KeyStoreError, JoseError, ValueError) as exc:
-                # Keep serving the last good keys; the next check tries again.
-                logger.error("key store reload failed: %s", exc)
+                loaded = load_keys(self.store)
+            except LOAD_ERRORS as exc:
+                # The marker stays as it was, so the next check tries again.
+                if marker != self._reported:
+                    self._reported = marker
+                    self._report("reload", exc)
                 return
-            self._fingerprint = fingerprint
+            self._loaded = loaded
+            self._marker = marker
+            self._reported = _UNSET
+        finally:
+            self._lock.release()
+
+    def _report(self, what: str, exc: Exception) -> None:
+        # Key-store errors name files and kids, never key material; a database error is
+        # reduced to its class (its text may carry bound values).
+        reason = str(exc) if isinstance(exc, KeyStoreError) else type(exc).__name__
+        kept = "keeping the last good keys" if self.has_keys else "no keys to serve"
+        logger.error("key store %s failed: %s; %s", what, reason, kept)

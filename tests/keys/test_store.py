@@ -86,15 +86,93 @@ def test_rotate_without_a_next_key_is_refused(store: KeyStore) -> None:
     store.manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(KeyStoreError, match="no next key"):
         store.rotate("ES256", min_next_age=0)
+    # The refusal wrote nothing: no key was lost.
+    assert json.loads(store.manifest_path.read_text()) == manifest
 
 
-def test_generate_adds_a_next_key_but_only_one(store: KeyStore) -> None:
+def test_generate_on_an_empty_store_adds_a_next_key_that_rotate_promotes(store: KeyStore) -> None:
     record = store.generate("EdDSA")
     assert record.state == "next" and record.alg == "EdDSA"
-    with pytest.raises(KeyStoreError, match="a next key already exists"):
-        store.generate("ES256")
     store.rotate("ES256", min_next_age=0)
     assert states(store)["active"] == [record.kid]
+
+
+def test_generate_works_right_after_initialise_and_adds_another_next_key(store: KeyStore) -> None:
+    store.initialise("ES256")
+    before = states(store)
+    added = store.generate("RS256")
+    after = states(store)
+    assert after["active"] == before["active"]
+    assert after["next"] == [*before["next"], added.kid]
+    assert store.generate("ES256").kid not in after["next"]
+    assert len(states(store)["next"]) == 3
+
+
+def test_rotate_promotes_the_oldest_next_key_and_adds_none_while_others_wait(
+    store: KeyStore,
+) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        store.initialise("ES256")
+    oldest = states(store)["next"][0]
+    with freeze_time("2026-01-01 00:10:00"):
+        younger = store.generate("ES256")
+    with freeze_time("2026-01-01 00:10:01"):
+        result = store.rotate("ES256", min_next_age=MAX_AGE)
+    assert result.rotated and result.promoted is not None and result.promoted.kid == oldest
+    assert result.created == []
+    assert states(store)["active"] == [oldest]
+    assert states(store)["next"] == [younger.kid]
+    # The waiting key is younger than max-age: promoting it now is refused.
+    with freeze_time("2026-01-01 00:14:59"), pytest.raises(KeyStoreError, match="IDP_JWKS_MAX_AGE"):
+        store.rotate("ES256", min_next_age=MAX_AGE)
+    with freeze_time("2026-01-01 00:15:00"):
+        result = store.rotate("ES256", min_next_age=MAX_AGE)
+    assert states(store)["active"] == [younger.kid]
+    # None waited any more: a fresh one is published at once.
+    assert len(result.created) == 1 and states(store)["next"] == [result.created[0].kid]
+
+
+def test_rotate_picks_the_oldest_by_creation_not_by_manifest_order(store: KeyStore) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        store.initialise("ES256")
+    with freeze_time("2025-12-01 00:00:00"):
+        older = store.generate("ES256")  # listed last, created first
+    store.rotate("ES256", min_next_age=MAX_AGE)
+    assert states(store)["active"] == [older.kid]
+
+
+def test_if_older_than_is_a_no_op_on_a_young_active_key(store: KeyStore) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        store.initialise("ES256")
+    before = store.manifest_path.read_bytes()
+    with freeze_time("2026-03-31 23:59:59"):  # 89 days, 23:59:59 later
+        result = store.rotate("ES256", min_next_age=MAX_AGE, older_than=90 * 86400)
+    assert not result.rotated and result.promoted is None
+    assert result.active_age == 90 * 86400 - 1
+    assert store.manifest_path.read_bytes() == before
+
+
+def test_if_older_than_rotates_an_old_active_key_once(store: KeyStore) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        store.initialise("ES256")
+    before = states(store)
+    with freeze_time("2026-04-01 00:00:01"):
+        result = store.rotate("ES256", min_next_age=MAX_AGE, older_than=90 * 86400)
+        assert result.rotated
+        assert states(store)["active"] == before["next"]
+        # The scheduler's next run finds a key that has just started signing.
+        again = store.rotate("ES256", min_next_age=MAX_AGE, older_than=90 * 86400)
+    assert not again.rotated and again.active_age == 0
+
+
+def test_if_older_than_counts_from_activation_not_creation(store: KeyStore) -> None:
+    with freeze_time("2026-01-01 00:00:00"):
+        store.initialise("ES256")
+    with freeze_time("2026-03-01 00:00:00"):
+        store.rotate("ES256", min_next_age=MAX_AGE)  # a next key created in January
+    with freeze_time("2026-04-15 00:00:00"):
+        result = store.rotate("ES256", min_next_age=MAX_AGE, older_than=90 * 86400)
+    assert not result.rotated
 
 
 def test_prune_keeps_young_retired_keys_and_removes_old_ones(store: KeyStore) -> None:
@@ -163,3 +241,12 @@ def test_initialise_on_a_populated_store_writes_nothing(store: KeyStore) -> None
     # A read-only secret volume works: no lock file, no manifest write.
     assert not (store.directory / ".lock").exists()
     assert store.manifest_path.stat().st_mtime_ns == manifest_before
+
+
+def test_a_manifest_with_an_unknown_state_is_unreadable(store: KeyStore) -> None:
+    store.initialise("ES256")
+    manifest = json.loads(store.manifest_path.read_text())
+    manifest["keys"][0]["state"] = "paused"
+    store.manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(KeyStoreError, match="unreadable"):
+        store.records()
