@@ -20,7 +20,7 @@ from idp.admin import issuers as issuer_admin
 from idp.admin import tenants as tenant_admin
 from idp.errors import IdpError
 from idp.keys import KeyRecord
-from idp.models import DEFAULT_TENANT, User, db
+from idp.models import DEFAULT_TENANT, User, db, utcnow
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SIGNING_ALGS
 from idp.runtime import runtime
 from idp.settings import load_settings
@@ -563,6 +563,36 @@ def keys_prune(force: bool, as_json: bool) -> None:
             "lifetime plus clock skew), so tokens it signed may still be valid; "
             "wait, or pass --force"
         )
+
+
+# -- audit ------------------------------------------------------------------------
+
+audit = AppGroup("audit", help="Read the audit trail.")
+cli.add_command(audit)
+
+
+def _describe_event(record: dict[str, Any]) -> str:
+    fields = {k: record[k] for k in ("tenant", "client_id", "user_id", "request_id")}
+    detail = json.dumps(record["detail"], sort_keys=True) if record["detail"] else ""
+    return f"{record['at']}  {record['event']}  {_describe_fields(fields)}  {detail}".rstrip()
+
+
+@audit.command("list")
+@click.option(
+    "--since",
+    metavar="DURATION|TIME",
+    help="Only events this recent (90d, 12h, 30m, 3600s) or from this RFC 3339 time on.",
+)
+@click.option("--user", "user_id", metavar="ID", help="Only events about this user id.")
+@click.option("--limit", default="100", show_default=True, metavar="N", help="At most N events.")
+@json_option
+def audit_list(since: str | None, user_id: str | None, limit: str, as_json: bool) -> None:
+    """Audit events, newest first."""
+    from idp.admin import audit as audit_admin
+
+    moment = audit_admin.parse_since(since, utcnow()) if since is not None else None
+    events = audit_admin.list_events(moment, user_id, audit_admin.parse_limit(limit))
+    emit([audit_admin.event_record(e) for e in events], as_json, _describe_event)
 
 
 def main(argv: list[str] | None = None) -> None:
