@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from idp.http_errors import retry_later
 from idp.registry import (
     ACCEPTED_JWT_ALGS,
     AUTH_METHODS,
@@ -51,6 +52,17 @@ def metadata() -> Response:
 @blueprint.get("/oidc/jwks")
 def jwks() -> Response:
     keys = runtime().key_ring.current()
+    if keys.active is None:
+        # A worker that never loaded a usable key store: an empty set would be cached by
+        # every resource server for max-age and fail every token until it expires.
+        response = jsonify(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "no signing keys are available; try again later",
+            }
+        )
+        response.status_code = 503
+        return retry_later(response)
     max_age = runtime().settings.jwks_max_age
     if request.if_none_match.contains(keys.etag):
         response = Response(status=304)
