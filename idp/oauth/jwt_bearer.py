@@ -27,7 +27,12 @@ from idp.oauth.errors import GrantRefused
 from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, user_scope
 from idp.settings import Settings
 from idp.stores import ReplayStore
-from idp.users.linked import ProvisioningRefused, find_linked_user, provision_linked_user
+from idp.users.linked import (
+    MAX_SUBJECT_LENGTH,
+    ProvisioningRefused,
+    find_linked_user,
+    provision_linked_user,
+)
 from idp.users.lockout import is_locked
 
 if TYPE_CHECKING:
@@ -112,6 +117,8 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
         self, client: OAuthClient, issuer: IssuerRegistration, claims: dict[str, Any]
     ) -> User:
         subject: str = claims["sub"]
+        if len(subject) > MAX_SUBJECT_LENGTH:
+            raise GrantRefused("sub", f"assertion 'sub' is longer than {MAX_SUBJECT_LENGTH}")
         user = find_linked_user(client.row.tenant_id, issuer.issuer, subject)
         if user is None:
             if not issuer.provision:

@@ -11,6 +11,9 @@ from idp.models import Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.users.usernames import InvalidUsername, username_key
 
+MAX_SUBJECT_LENGTH = 255  # the users.subject column
+MAX_USERNAME_LENGTH = 200  # the users.username column
+
 
 class ProvisioningRefused(Exception):
     """The new user cannot be created: a name PRECIS refuses, or one already taken."""
@@ -34,10 +37,12 @@ def provision_linked_user(
     two workers create one user: the loser's insert hits the unique link and finds the
     winner's row instead. Call it before the request writes anything else: the loser's
     session is rolled back."""
+    if len(username) > MAX_USERNAME_LENGTH:
+        raise ProvisioningRefused(f"username is longer than {MAX_USERNAME_LENGTH} characters")
     try:
         key = username_key(username)
     except InvalidUsername as exc:
-        raise ProvisioningRefused(f"username {username!r} is not acceptable: {exc}") from None
+        raise ProvisioningRefused(f"username is not acceptable: {exc}") from None
     now = utcnow()
     user = User(
         id=new_uuid(),

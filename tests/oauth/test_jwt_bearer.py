@@ -179,6 +179,37 @@ def test_each_assertion_rule_broken_is_invalid_grant(
     assert grant(http, dauth, statement(issuer_key)).status_code == 200  # control
 
 
+@pytest.mark.parametrize(
+    ("subject", "claims", "fragment"),
+    [
+        ("s" * 256, {}, "'sub' is longer"),
+        (SUBJECT, {"preferred_username": "n" * 201}, "longer than 200"),
+        (SUBJECT, {"preferred_username": "a b"}, "not acceptable"),
+        (SUBJECT, {"preferred_username": "aliсe"}, "not acceptable"),  # noqa: RUF001 -- Cyrillic
+    ],
+    ids=["long_sub", "long_username", "space", "mixed_scripts"],
+)
+def test_a_subject_or_name_that_cannot_be_stored_is_refused(
+    app, http, dauth, issuer_key, subject, claims, fragment
+) -> None:
+    assert_invalid_grant(grant(http, dauth, statement(issuer_key, subject, **claims)), fragment)
+    assert users_linked(app, subject) == []
+
+
+def test_a_name_taken_at_the_issuer_is_refused_for_another_subject(
+    app, http, dauth, issuer_key
+) -> None:
+    first = grant(http, dauth, statement(issuer_key, preferred_username="satoshi"))
+    assert first.status_code == 200
+    other = statement(issuer_key, "0xother", preferred_username="Satoshi")
+    assert_invalid_grant(grant(http, dauth, other), "taken")
+    assert users_linked(app, "0xother") == []
+    # A local user of the same name is another person: the issuer's name does not clash.
+    from tests.oauth.helpers import make_user
+
+    make_user(app, "satoshi")
+
+
 def test_alg_none_is_refused(app, http, dauth, issuer_key) -> None:
     now = _now()
     claims = {"iss": DAUTH, "sub": SUBJECT, "aud": ISSUER, "iat": now, "exp": now + 60}
