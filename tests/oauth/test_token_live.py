@@ -206,3 +206,33 @@ def test_jwks_uri_on_a_private_address_is_refused_without_a_request(app, uri) ->
     response = app.test_client().post("/oidc/token", data=assertion_form(assertion(key, client_id)))
     assert response.status_code == 401
     assert response.get_json()["error_description"] == "jwks_uri points to a non-public address"
+
+
+def test_a_jwks_uri_issuer_of_the_jwt_bearer_grant(make_app, jwks_server):
+    """Trusted issuers' keys come through the same hardened, cached fetcher as clients'."""
+    from idp.admin.issuers import IssuerSpec, add_issuer
+    from tests.oauth.helpers import basic
+
+    app = make_app(IDP_INSECURE_JWKS_URI="true")
+    http = app.test_client()
+    issuer_key = client_key("RS256", kid="dauth")
+    jwks_server.jwks = {"keys": [issuer_key.as_dict(private=False)]}
+    issuer = "https://dauth.example.net"
+    with app.app_context():
+        add_issuer(IssuerSpec("default", issuer, jwks_uri=jwks_server.url, provision=True), True)
+        db.session.commit()
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    client = register(app, auth_method="client_secret_basic", grant_types=[grant], scope="openid")
+
+    def exchange(key):
+        signed = assertion(key, issuer, iss=issuer, sub="0xabc", aud=ISSUER)
+        form = {"grant_type": grant, "assertion": signed}
+        return http.post("/oidc/token", data=form, headers=basic(*client))
+
+    assert exchange(issuer_key).status_code == 200
+    assert exchange(issuer_key).status_code == 200
+    assert jwks_server.fetches == 1  # cached
+    stranger = exchange(client_key("RS256", kid="other"))
+    assert stranger.status_code == 400 and stranger.get_json()["error"] == "invalid_grant"
+    jwks_server.jwks = {"not": "a jwks"}
+    assert exchange(issuer_key).status_code == 200  # the cached keys still serve
