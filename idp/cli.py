@@ -595,6 +595,27 @@ def audit_list(since: str | None, user_id: str | None, limit: str, as_json: bool
     emit([audit_admin.event_record(e) for e in events], as_json, _describe_event)
 
 
+# -- purge ------------------------------------------------------------------------
+
+
+def _describe_purge(report: dict[str, Any]) -> str:
+    verb = "would delete" if report["dry_run"] else "deleted"
+    counts = ", ".join(f"{table} {report[table]}" for table in report if table != "dry_run")
+    return f"{verb}: {counts}"
+
+
+@cli.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+def purge_command(dry_run: bool, as_json: bool) -> None:
+    """Delete dead refresh tokens, expired replay and revocation rows, and audit events older
+    than IDP_AUDIT_RETENTION_DAYS, in small batches (safe on a live system, e.g. from cron)."""
+    from idp.admin.purge import purge
+
+    report = purge(runtime().settings, dry_run=dry_run)
+    emit(report.as_json(), as_json, _describe_purge)
+
+
 def main(argv: list[str] | None = None) -> None:
     from idp.app import create_app
 

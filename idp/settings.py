@@ -41,6 +41,11 @@ class Settings:
     refresh_reuse_grace: int = 0
     metrics_token: str | None = None
     token_json_bodies: bool = False
+    # Housekeeping (`idp purge`): days audit events are kept (0 = forever), and days a
+    # used refresh token of a login without an absolute lifetime is kept so that its
+    # reuse is still detected.
+    audit_retention_days: int = 365
+    refresh_reuse_detection_days: int = 30
 
     @property
     def token_endpoint(self) -> str:
@@ -183,6 +188,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "refresh_reuse_grace": _int(0),
     "metrics_token": _parse_optional_secret,
     "token_json_bodies": _parse_bool,
+    "audit_retention_days": _int(0),
+    "refresh_reuse_detection_days": _int(1),
 }
 
 
