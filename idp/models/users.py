@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.models.base import Base, new_uuid, utcnow
@@ -10,6 +11,19 @@ from idp.models.tenants import Tenant
 
 _ALIVE = text("deleted_at IS NULL")
 _LINKED_AND_ALIVE = text("deleted_at IS NULL AND subject IS NOT NULL")
+# Users a lock may hold: an operator's lock, or a bad-password lock that has not been
+# cleared yet (it may have lapsed). Few rows, so ?locked= reads a small index.
+LOCK_CANDIDATE = "deleted_at IS NULL AND (locked OR locked_until IS NOT NULL)"
+_LOCK_CANDIDATE = text(LOCK_CANDIDATE)
+
+
+def _listing(name: str, *columns: str, where: Any = _ALIVE) -> Index:
+    """An index serving one /users list filter in the list order (created_at, id), so a
+    page, keyset or offset, is a range read that stops after ``limit`` rows."""
+    return Index(
+        name, "tenant_id", *columns, "created_at", "id", sqlite_where=where, postgresql_where=where
+    )
+
 
 # The provider of users created through the API or CLI; jwt-bearer users have their
 # issuer's identifier instead (idp.oauth.jwt_bearer).
@@ -50,6 +64,12 @@ class User(Base):
             sqlite_where=_ALIVE,
             postgresql_where=_ALIVE,
         ),
+        _listing("ix_users_list"),
+        _listing("ix_users_list_username_key", "username_key"),
+        _listing("ix_users_list_email", "email"),
+        _listing("ix_users_list_client_user_id", "client_user_id"),
+        _listing("ix_users_list_client_id", "client_id"),
+        _listing("ix_users_list_locked", where=_LOCK_CANDIDATE),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
@@ -95,4 +115,30 @@ class UserAttribute(Base):
     type: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(1024))
     is_personal: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UserCount(Base):
+    """Live users per tenant and managing client ('' for none), so the list's ``total``
+    is read, not counted. Database triggers on ``users`` (installed by the migration)
+    keep it in the transaction of every insert, soft delete and hard delete, whoever
+    writes: the API, the CLI, jwt-bearer provisioning or plain SQL."""
+
+    __tablename__ = "user_counts"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    live: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ServerSecret(Base):
+    """Random keys shared by every worker and host through the database (created by the
+    migration, or on first use), e.g. the one that signs list cursors."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
