@@ -9,10 +9,11 @@ from idp import audit
 from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
 from idp.models import Client, Tenant, User, UserAttribute, db, utcnow
 from idp.runtime import runtime
-from idp.users import attributes, lockout, service
+from idp.users import attributes, lockout, paging, service
 from idp.users.passwords import WeakPasswordError, verify_password
 from idp.users.records import attribute_record, user_record
 from idp.users.schemas import (
+    MAX_OFFSET,
     AttributeList,
     AttributeOut,
     ChangeOwnPassword,
@@ -128,10 +129,38 @@ def create_user(token: AccessToken, body: CreateUser) -> UserOut:
     "/users", "GET", summary="List users", scope="user:read", query=ListQuery, response=UserList
 )
 def list_users(token: AccessToken, query: ListQuery) -> UserList:
-    filters = query.model_dump(exclude={"limit", "offset"}, exclude_none=True)
-    users, total = service.list_users(_tenant(token).id, filters, query.limit, query.offset)
+    if query.after is not None and query.offset is not None:
+        raise ApiProblem(
+            400, "Bad Request", "after and offset cannot be combined: after alone continues a list"
+        )
+    if query.offset is not None and query.offset > MAX_OFFSET:
+        raise ApiProblem(
+            400,
+            "Bad Request",
+            f"offset is at most {MAX_OFFSET}; to page further, pass the nextCursor of a page"
+            " as after",
+            [{"field": "offset", "message": f"at most {MAX_OFFSET}; use after=<nextCursor>"}],
+        )
+    tenant = _tenant(token)
+    filters = query.model_dump(exclude={"limit", "offset", "after"}, exclude_none=True)
+    after = None
+    if query.after is not None:
+        try:
+            after = paging.decode(tenant.id, filters, query.after)
+        except paging.InvalidCursor as exc:
+            raise ApiProblem(
+                400, "Bad Request", str(exc), [{"field": "after", "message": str(exc)}]
+            ) from None
+    page = service.list_page(tenant.id, filters, query.limit, query.offset or 0, after)
+    next_cursor = None
+    if page.next_position is not None:
+        next_cursor = paging.encode(tenant.id, filters, page.next_position)
     return UserList(
-        users=[_out(u) for u in users], limit=query.limit, offset=query.offset, total=total
+        users=[_out(u) for u in page.users],
+        limit=query.limit,
+        offset=None if after is not None else (query.offset or 0),
+        total=page.total,
+        nextCursor=next_cursor,
     )
 
 

@@ -70,11 +70,28 @@ class ChangeOwnPassword(_Strict):
     newPassword: Password
 
 
+# Offsets are read row by row; past this, paging goes on with ``after`` alone.
+MAX_OFFSET = 10_000
+Cursor = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+]
+
+
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0, le=10_000_000)
+    # Checked against MAX_OFFSET by the endpoint, whose answer says to use ``after``.
+    offset: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description=f"rows to skip, at most {MAX_OFFSET}; beyond, page with after",
+    )
+    after: Cursor | None = Field(
+        default=None,
+        description="the nextCursor of the previous page (same filters); not with offset",
+    )
     locked: bool | None = None
     username: Filter | None = None
     email: Filter | None = None
@@ -105,8 +122,11 @@ class UserOut(BaseModel):
 class UserList(BaseModel):
     users: list[UserOut]
     limit: int
-    offset: int
+    offset: int | None = Field(description="the offset asked for; null on a page read by after")
     total: int
+    nextCursor: str | None = Field(
+        description="pass as after for the next page (same filters); null on the last page"
+    )
 
 
 class CreateAttribute(_Strict):

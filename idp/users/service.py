@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, select
+from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from idp import audit
@@ -19,11 +20,12 @@ from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import LOCAL_PROVIDER, Tenant, User, db, utcnow
 from idp.models.base import new_uuid
+from idp.models.users import LOCK_CANDIDATE, UserCount
 from idp.refresh_tokens import revoke_user_tokens
 from idp.registry import USER_BASE_SCOPES
 from idp.revocations import Revoker
 from idp.scopes import parse_scope
-from idp.users import lockout
+from idp.users import lockout, paging
 from idp.users.passwords import check_policy, hash_password
 from idp.users.records import rfc3339
 from idp.users.usernames import InvalidUsername, username_key
@@ -159,11 +161,23 @@ def _username_condition(name: str) -> ColumnElement[bool]:
         return false()
 
 
-def list_users(
-    tenant_id: int | None, filters: dict[str, Any], limit: int | None, offset: int
-) -> tuple[list[User], int]:
-    """Live users matching ``filters``; ``tenant_id`` None (the operator's view, CLI) lists
-    every tenant, and ``limit`` None every match."""
+# Filters that pick a few users out of many: their totals are counted from their index.
+_SELECTIVE = ("username", "email", "clientUserId")
+
+
+@dataclass
+class UserPage:
+    users: list[User]
+    total: int
+    # The last row's place when more rows follow it, else None (the last page).
+    next_position: paging.Position | None
+
+
+def _list_conditions(
+    tenant_id: int | None, filters: dict[str, Any], now: datetime
+) -> list[ColumnElement[bool]]:
+    """The WHERE of a list query, each filter written the way its partial index is
+    declared (idp.models.users) so the planner can use it."""
     conditions: list[ColumnElement[bool]] = [User.deleted_at.is_(None)]
     if tenant_id is not None:
         conditions.append(User.tenant_id == tenant_id)
@@ -177,18 +191,86 @@ def list_users(
         if filters.get(name) is not None:
             conditions.append(column == filters[name])
     if filters.get("locked") is not None:
-        now = utcnow()
-        locked = User.locked | (User.locked_until.is_not(None) & (User.locked_until > now))
-        conditions.append(locked if filters["locked"] else ~locked)
-    total = db.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
-    rows = db.session.scalars(
-        select(User)
-        .where(*conditions)
-        .order_by(User.created_at, User.id)
-        .limit(limit)
-        .offset(offset)
+        locked = _locked_now(now)
+        if filters["locked"]:
+            conditions.extend([and_(text(LOCK_CANDIDATE)), locked])
+        else:
+            conditions.append(~locked)
+    return conditions
+
+
+def _locked_now(now: datetime) -> ColumnElement[bool]:
+    return User.locked | (User.locked_until.is_not(None) & (User.locked_until > now))
+
+
+def _count(conditions: list[ColumnElement[bool]]) -> int:
+    return db.session.scalar(select(func.count()).select_from(User).where(*conditions)) or 0
+
+
+def _live_count(tenant_id: int, client_id: str | None) -> int:
+    """Live users of the tenant (of one managing client), from the counters the
+    database keeps: no scan, exact under concurrent writes."""
+    query = select(func.coalesce(func.sum(UserCount.live), 0)).where(
+        UserCount.tenant_id == tenant_id
     )
-    return list(rows), total
+    if client_id is not None:
+        query = query.where(UserCount.client_id == client_id)
+    return int(db.session.scalar(query) or 0)
+
+
+def _total(
+    tenant_id: int | None, filters: dict[str, Any], conditions: list[ColumnElement[bool]]
+) -> int:
+    client_id = filters.get("clientId")
+    # The counters file users without a managing client under "", which no client has.
+    if tenant_id is None or any(k in filters for k in _SELECTIVE) or client_id == "":
+        return _count(conditions)
+    live = _live_count(tenant_id, client_id)
+    if filters.get("locked") is None:
+        return live
+    # Locked users are few, counted from their small index; the unlocked are the rest.
+    locked_filters = {**filters, "locked": True}
+    locked = _count(_list_conditions(tenant_id, locked_filters, utcnow()))
+    return locked if filters["locked"] else live - locked
+
+
+def list_page(
+    tenant_id: int | None,
+    filters: dict[str, Any],
+    limit: int | None,
+    offset: int = 0,
+    after: paging.Position | None = None,
+) -> UserPage:
+    """Live users matching ``filters`` in the list order (created_at, id): from
+    ``offset``, or right after the row at ``after`` (keyset paging: a range read of the
+    filter's index, as fast at the millionth row as at the first, and stable while
+    users are added and deleted). ``tenant_id`` None (the operator's view, CLI) lists
+    every tenant, and ``limit`` None every match."""
+    conditions = _list_conditions(tenant_id, filters, utcnow())
+    total = _total(tenant_id, filters, conditions)
+    query = select(User).where(*conditions)
+    if after is not None:
+        query = query.where(
+            tuple_(User.created_at, User.id) > tuple_(after.created_at, after.user_id)
+        )
+    query = query.order_by(User.created_at, User.id).offset(offset or None)
+    if limit is not None:
+        # One row beyond the page tells whether another page follows.
+        query = query.limit(limit + 1)
+    rows = list(db.session.scalars(query))
+    next_position = None
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        next_position = paging.Position(rows[-1].created_at, rows[-1].id)
+    return UserPage(rows, total, next_position)
+
+
+def list_users(
+    tenant_id: int | None, filters: dict[str, Any], limit: int | None, offset: int
+) -> tuple[list[User], int]:
+    """Live users matching ``filters`` and their total (see list_page)."""
+    page = list_page(tenant_id, filters, limit, offset)
+    return page.users, page.total
 
 
 def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
