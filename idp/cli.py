@@ -94,7 +94,7 @@ def init_command(as_json: bool) -> None:
     records = rt.key_store.initialise(rt.settings.signing_alg)
     summary = {
         "database": _safe_url(url),
-        "keys_dir": str(rt.key_store.directory),
+        "keys_dir": rt.key_store.location,
         "tenant": DEFAULT_TENANT,
         "keys": [r.as_json() for r in records],
     }
@@ -568,6 +568,32 @@ def keys_prune(force: bool, as_json: bool) -> None:
 # -- audit ------------------------------------------------------------------------
 
 audit = AppGroup("audit", help="Read the audit trail.")
+@keys.command("import-files")
+@click.option(
+    "--from",
+    "source",
+    type=click.Path(file_okay=False),
+    help="Key folder to copy from. Default: IDP_KEYS_DIR.",
+)
+@json_option
+def keys_import_files(source: str | None, as_json: bool) -> None:
+    """Copy a file key store (keys and states) into the database key store."""
+    from idp.keys import FileKeyStore
+    from idp.keys.database import DatabaseKeyStore
+
+    rt = runtime()
+    if not isinstance(rt.key_store, DatabaseKeyStore):
+        raise IdpError(
+            "the key store in use is the file store: set IDP_KEY_STORE=database and "
+            "IDP_KEYS_ENCRYPTION_KEY to import into the database"
+        )
+    files = FileKeyStore(source or rt.settings.keys_dir)
+    if not files.records():
+        raise IdpError(f"no keys to import in {files.location}")
+    records = rt.key_store.import_keys(files.snapshot())
+    emit(_key_json(records), as_json, lambda r: f"imported {_describe_key(r)}")
+
+
 cli.add_command(audit)
 
 

@@ -8,7 +8,8 @@ import redis
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
-from idp.keys import KeyRing, KeyStore
+from idp.keys import BaseKeyStore, KeyRing
+from idp.keys.factory import build_key_store
 from idp.lifetimes import Lifetimes
 from idp.registrations import ClientRegistry
 from idp.revocations import Revoker
@@ -23,7 +24,7 @@ EXTENSION_KEY = "idp"
 @dataclass
 class Runtime:
     settings: Settings
-    key_store: KeyStore
+    key_store: BaseKeyStore
     key_ring: KeyRing
     redis: redis.Redis | None
     replay_store: ReplayStore
@@ -35,7 +36,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, engine: Engine) -> Runtime:
-    store = KeyStore(settings.keys_dir)
+    store = build_key_store(settings, engine)
     stores = build_stores(settings.redis_url, engine)
     key_ring = KeyRing(store)
     lifetimes = Lifetimes(settings)

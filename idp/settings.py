@@ -6,10 +6,14 @@ a typed ``Settings`` object and a bad value stops start-up with one clear line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +22,7 @@ from idp.errors import ConfigurationError
 from idp.registry import SIGNING_ALGS
 
 AUDIENCE_MODES = ("issuer", "issuer,token_endpoint")
+KEY_STORES = ("file", "database")
 ENV_PREFIX = "IDP_"
 
 
@@ -27,6 +32,9 @@ class Settings:
     database_url: str = "sqlite:///instance/idp.sqlite3"
     redis_url: str | None = None
     keys_dir: str = "keys"
+    key_store: str = "file"
+    # Never in a repr: settings may end up in a log line or a traceback.
+    keys_encryption_key: str | None = dataclass_field(default=None, repr=False)
     signing_alg: str = "ES256"
     access_token_ttl: int = 3600
     refresh_token_ttl: int = 0
@@ -165,6 +173,43 @@ def _parse_optional_secret(name: str, raw: Any) -> str | None:
     return value
 
 
+KEK_BYTES = 32
+KEK_FORMAT = (
+    "32 random bytes in base64url (43 characters; make one with "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+)
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def parse_kek(name: str, text: str) -> bytes:
+    """The key-encryption key's bytes; an error never repeats the value, only its fault."""
+    value = text.strip()
+    if not _BASE64URL.fullmatch(value):
+        raise ConfigurationError(f"{name} must be {KEK_FORMAT}; it is not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"{name} must be {KEK_FORMAT}; it is not base64url") from None
+    if len(raw) != KEK_BYTES:
+        raise ConfigurationError(f"{name} must be {KEK_FORMAT}; it decodes to {len(raw)} bytes")
+    return raw
+
+
+def _parse_kek(name: str, raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    parse_kek(name, value)
+    return value
+
+
+def _check_combination(settings: Settings) -> None:
+    if settings.key_store == "database" and settings.keys_encryption_key is None:
+        raise ConfigurationError(
+            f"IDP_KEY_STORE=database needs IDP_KEYS_ENCRYPTION_KEY: {KEK_FORMAT}"
+        )
+
+
 def _int(minimum: int) -> Callable[[str, Any], int]:
     return lambda name, raw: _parse_int(name, raw, minimum)
 
@@ -174,6 +219,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "database_url": _parse_database_url,
     "redis_url": _parse_redis_url,
     "keys_dir": _parse_text,
+    "key_store": _parse_choice(KEY_STORES),
+    "keys_encryption_key": _parse_kek,
     "signing_alg": _parse_choice(SIGNING_ALGS),
     "access_token_ttl": _int(1),
     "refresh_token_ttl": _int(0),
@@ -219,4 +266,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if env_name in env:
             raw[field.name] = env[env_name]
     values = {name: _PARSERS[name](ENV_PREFIX + name.upper(), value) for name, value in raw.items()}
-    return Settings(**values)
+    settings = Settings(**values)
+    _check_combination(settings)
+    return settings

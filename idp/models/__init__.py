@@ -11,6 +11,7 @@ from idp.models.clients import (
     RegistryVersion,
 )
 from idp.models.issuers import TrustedIssuer
+from idp.models.keys import KEYS_REGISTRY, SigningKey
 from idp.models.tenants import DEFAULT_TENANT, Tenant
 from idp.models.tokens import RefreshToken, ReplayEntry, Revocation
 from idp.models.users import LOCAL_PROVIDER, User, UserAttribute
@@ -19,6 +20,7 @@ __all__ = [
     "AUTH_METHODS",
     "DEFAULT_TENANT",
     "GRANT_TYPES",
+    "KEYS_REGISTRY",
     "LOCAL_PROVIDER",
     "SECRET_AUTH_METHODS",
     "AuditEvent",
@@ -29,6 +31,7 @@ __all__ = [
     "RegistryVersion",
     "ReplayEntry",
     "Revocation",
+    "SigningKey",
     "Tenant",
     "TrustedIssuer",
     "User",
