@@ -21,9 +21,8 @@ from idp.keys.sealing import KeySealer
 from idp.models import SigningKey, db
 from idp.runtime import runtime
 from idp.settings import load_settings, parse_kek
+from tests.keys import DB_KEYS, KEK
 
-KEK = secrets.token_urlsafe(32)
-DB_KEYS = {"IDP_KEY_STORE": "database", "IDP_KEYS_ENCRYPTION_KEY": KEK}
 MAX_AGE = 300
 
 
