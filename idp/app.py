@@ -1,4 +1,9 @@
-"""The application factory: settings, database, key ring, blueprints and error format."""
+"""The application factory: settings, database, key ring, blueprints and error format.
+
+The CLI builds the same app without its web side (``web=False``): no blueprints, OAuth
+server or migration machinery, whose imports (Authlib, Alembic) would make every
+``idp`` command start slowly; the commands that need one import it when they run.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response
-from flask_migrate import Migrate
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from idp import http_errors
 from idp.models import db
 from idp.observability.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from idp.runtime import EXTENSION_KEY, build_runtime
 from idp.settings import Settings, load_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-migrate = Migrate()
 
 
 def project_base_dir(app: Flask) -> Path:
@@ -28,7 +30,7 @@ def project_base_dir(app: Flask) -> Path:
     return Path(app.instance_path).parent
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, web: bool = True) -> Flask:
     configure_logging()
     app = Flask("idp")
     settings = (settings or load_settings()).anchored(project_base_dir(app))
@@ -40,15 +42,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
     with app.app_context():
         engine = db.engine
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
         _keep_sqlite_private(engine)
     app.extensions[EXTENSION_KEY] = build_runtime(settings, engine)
+    if web:
+        init_migrations(app)
+        _init_web(app)
+    return app
 
-    from idp import openapi
+
+def init_migrations(app: Flask) -> None:
+    """What ``flask_migrate.upgrade`` needs; the CLI's ``init`` calls it itself."""
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=str(MIGRATIONS_DIR))
+
+
+def _init_web(app: Flask) -> None:
+    from idp import http_errors, openapi
     from idp.oauth import discovery, views
     from idp.oauth.server import init_authorization_server
     from idp.observability import health, metrics
@@ -63,7 +77,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     http_errors.register(app)
     app.after_request(_send_request_id)
-    return app
 
 
 def _send_request_id(response: Response) -> Response:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from flask import Flask
 from flask.cli import AppGroup, ScriptInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -75,9 +76,10 @@ def _safe_url(url: str) -> str:
 @json_option
 def init_command(as_json: bool) -> None:
     """Create or migrate the schema, the default tenant and the first keys."""
+    from flask import current_app
     from flask_migrate import upgrade
 
-    from idp.app import MIGRATIONS_DIR
+    from idp.app import MIGRATIONS_DIR, init_migrations
 
     rt = runtime()
     url = rt.settings.database_url
@@ -88,6 +90,7 @@ def init_command(as_json: bool) -> None:
     except SQLAlchemyError as exc:
         reason = str(exc.orig if hasattr(exc, "orig") else exc).strip().splitlines()[0]
         raise IdpError(f"cannot reach database {_safe_url(url)}: {reason}") from None
+    init_migrations(current_app)
     upgrade(directory=str(MIGRATIONS_DIR))
     tenant_admin.ensure_tenant(DEFAULT_TENANT)
     db.session.commit()
@@ -565,9 +568,6 @@ def keys_prune(force: bool, as_json: bool) -> None:
         )
 
 
-# -- audit ------------------------------------------------------------------------
-
-audit = AppGroup("audit", help="Read the audit trail.")
 @keys.command("import-files")
 @click.option(
     "--from",
@@ -594,6 +594,9 @@ def keys_import_files(source: str | None, as_json: bool) -> None:
     emit(_key_json(records), as_json, lambda r: f"imported {_describe_key(r)}")
 
 
+# -- audit ------------------------------------------------------------------------
+
+audit = AppGroup("audit", help="Read the audit trail.")
 cli.add_command(audit)
 
 
@@ -642,10 +645,15 @@ def purge_command(dry_run: bool, as_json: bool) -> None:
     emit(report.as_json(), as_json, _describe_purge)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _create_cli_app() -> Flask:
     from idp.app import create_app
 
-    info = ScriptInfo(create_app=create_app, set_debug_flag=False)
+    # No web side: a command starts without importing Authlib, Alembic or the views.
+    return create_app(web=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    info = ScriptInfo(create_app=_create_cli_app, set_debug_flag=False)
     try:
         cli.main(args=argv, prog_name="idp", obj=info)
     except IdpError as exc:

@@ -16,10 +16,9 @@ import ipaddress
 import json
 import socket
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import requests
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -33,6 +32,9 @@ PRIVATE_HOST = "jwks_uri_private"
 INVALID_JWKS = "jwks_uri_invalid"
 
 _NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 §2.1
+
+if TYPE_CHECKING:
+    import requests
 
 
 class JwksFetchError(Exception):
@@ -92,6 +94,10 @@ def fetch_jwks(
     max_bytes: int = MAX_JWKS_BYTES,
 ) -> FetchedJwks:
     """GET ``url`` and parse it as a JWKS; JwksFetchError on any failure."""
+    # Imported here: requests (with urllib3) is a tenth of a second of start-up that a
+    # process which never fetches a key set, such as most idp commands, need not pay.
+    import requests
+
     if not allow_private:
         check_public_host(url)
     try:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import redis
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
@@ -17,6 +17,9 @@ from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationStore
 from idp.stores.factory import build_stores
 from idp.verify import LocalJwks, TokenVerifier
+
+if TYPE_CHECKING:
+    import redis  # only with IDP_REDIS_URL set, by the store factory
 
 EXTENSION_KEY = "idp"
 

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Executable, Select, bindparam, case, delete, func, insert, or_, select, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -136,6 +134,11 @@ def _latest_statement(key_count: int) -> Select[Any]:
 
 def _upsert(session: SessionLike, revocation: Revocation) -> Executable:
     """Insert, or keep the later of the two revocation times and expiries."""
+    # The dialect modules are imported here, at the first revocation: the engine has
+    # loaded its own already, and the other one is start-up time for nothing.
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     dialect = session.get_bind().dialect.name
     insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = insert_into(RevocationRow).values(

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import redis
 from sqlalchemy.engine import Engine
 
 from idp.errors import ConfigurationError
 from idp.stores.base import ReplayStore, RevocationStore
 from idp.stores.database_store import DatabaseReplayStore, DatabaseRevocationStore
-from idp.stores.redis_store import RedisReplayStore, RedisRevocationStore
+
+if TYPE_CHECKING:
+    import redis
 
 # A request waits at most this long for Redis before it fails closed with a 503.
 REDIS_TIMEOUT_SECONDS = 1.0
@@ -31,6 +33,12 @@ StoresBuilder = Callable[[str, Engine], Stores]
 
 
 def _redis_stores(url: str, engine: Engine) -> Stores:
+    # Imported only when Redis is configured: redis-py takes about a quarter of a second
+    # to import, which the embedded profile and most idp commands never need.
+    import redis
+
+    from idp.stores.redis_store import RedisReplayStore, RedisRevocationStore
+
     client = redis.Redis.from_url(
         url,
         socket_timeout=REDIS_TIMEOUT_SECONDS,

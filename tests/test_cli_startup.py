@@ -1,0 +1,46 @@
+"""``idp`` commands import what they need when they run: a command that reads the key
+store or the database never loads Alembic, Flask-Migrate, Authlib or the HTTP client, and
+redis-py only when Redis is configured. (Start-up time itself is measured by
+bench/cli_startup.py, never in a test.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("alembic", "flask_migrate", "authlib", "requests", "redis")
+PROBE = """
+import json, sys
+from idp.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+@pytest.mark.parametrize(
+    "command", [["keys", "list"], ["tenants", "list"], ["audit", "list"], ["purge", "--dry-run"]]
+)
+def test_a_command_loads_no_heavy_module_it_does_not_need(
+    app, idp_env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    unneeded = set(HEAVY) - ({"redis"} if "IDP_REDIS_URL" in idp_env else set())
+    assert loaded & unneeded == set()
