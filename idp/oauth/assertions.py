@@ -23,7 +23,7 @@ from idp.registry import ACCEPTED_JWT_ALGS
 from idp.stores import ReplayStore, StoreUnavailable
 
 MAX_JTI_LENGTH = 256
-KeyPicker = Callable[[GuestProtocol], Key]
+PickKey = Callable[[GuestProtocol], Key]
 # Builds the OAuth error for a broken rule: (rule name for metrics, description).
 ErrorFactory = Callable[[str, str], Exception]
 
@@ -49,7 +49,7 @@ class AssertionValidator:
         self.error = error
         self.replay_namespace = replay_namespace
 
-    def validate(self, assertion: str, pick_key: KeyPicker, issuer: str) -> dict[str, Any]:
+    def validate(self, assertion: str, pick_key: PickKey, issuer: str) -> dict[str, Any]:
         """The claims of a well-signed assertion from ``issuer`` that breaks no rule; its
         ``jti`` is then spent. Raises the validator's error, or TemporarilyUnavailable
         when the replay store cannot say whether the ``jti`` was used."""
@@ -58,7 +58,7 @@ class AssertionValidator:
         self._spend_jti(claims, issuer)
         return claims
 
-    def _decode(self, assertion: str, pick_key: KeyPicker) -> dict[str, Any]:
+    def _decode(self, assertion: str, pick_key: PickKey) -> dict[str, Any]:
         try:
             token = jwt.decode(assertion, pick_key, algorithms=list(ACCEPTED_JWT_ALGS))
         except JoseError as exc:

@@ -12,28 +12,21 @@ from typing import Any
 
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import request as flask_request
-from joserfc.jwk import GuestProtocol, Key
 
 from idp.oauth.assertions import AssertionRules, AssertionValidator
-from idp.oauth.client_keys import ClientKeyError, ClientKeyResolver
+from idp.oauth.client_keys import ClientKeyResolver, KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import ClientAuthFailed
 from idp.settings import Settings
 from idp.stores import ReplayStore
 
 
-class KeyPicker:
-    """Hands joserfc the client's key named by the assertion header (re-fetching if needed)."""
+class ClientKeyPicker(KeyPicker):
+    """The client's key for its assertion; a missing key is invalid_client."""
 
     def __init__(self, client: OAuthClient, resolver: ClientKeyResolver) -> None:
+        super().__init__(client.row, resolver, ClientAuthFailed)
         self.client = client
-        self.resolver = resolver
-
-    def __call__(self, obj: GuestProtocol) -> Key:
-        try:
-            return self.resolver.key_for(self.client.row, obj.headers())
-        except ClientKeyError as exc:
-            raise ClientAuthFailed(exc.rule, exc.description) from None
 
 
 class PrivateKeyJWTAuth(JWTBearerClientAssertion):
@@ -52,11 +45,13 @@ class PrivateKeyJWTAuth(JWTBearerClientAssertion):
         # Client jtis are recorded as "<client_id>:<jti>", as they always were.
         self.validator = AssertionValidator(rules, replay_store, ClientAuthFailed)
 
-    def resolve_client_public_key(self, client: OAuthClient) -> KeyPicker:
+    def resolve_client_public_key(self, client: OAuthClient) -> ClientKeyPicker:
         # A callable, not a key: the client's key is picked by the assertion's own kid header.
-        return KeyPicker(client, self.key_resolver)
+        return ClientKeyPicker(client, self.key_resolver)
 
-    def process_assertion_claims(self, assertion: str, resolve_key: KeyPicker) -> dict[str, Any]:
+    def process_assertion_claims(
+        self, assertion: str, resolve_key: ClientKeyPicker
+    ) -> dict[str, Any]:
         client = resolve_key.client
         client_id = client.get_client_id()
         if client.row.auth_method != self.CLIENT_AUTH_METHOD:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from joserfc.jwk import Key, KeySet
+from joserfc.jwk import GuestProtocol, Key, KeySet
 
 from idp.admin.clients import validate_client_jwks
 from idp.errors import IdpError
@@ -42,6 +43,27 @@ class ClientKeyError(Exception):
         super().__init__(description)
         self.rule = rule
         self.description = description
+
+
+class KeyPicker:
+    """Hands joserfc the signer's key named by the assertion header (re-fetching if
+    needed); a key that cannot be had becomes the caller's OAuth error."""
+
+    def __init__(
+        self,
+        owner: KeyOwner,
+        resolver: ClientKeyResolver,
+        error: Callable[[str, str], Exception],
+    ) -> None:
+        self.owner = owner
+        self.resolver = resolver
+        self.error = error
+
+    def __call__(self, obj: GuestProtocol) -> Key:
+        try:
+            return self.resolver.key_for(self.owner, obj.headers())
+        except ClientKeyError as exc:
+            raise self.error(exc.rule, exc.description) from None
 
 
 @dataclass

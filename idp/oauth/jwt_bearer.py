@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
-from joserfc.jwk import GuestProtocol, Key
 
 from idp import refresh_tokens
 from idp.admin.issuers import find_issuer
 from idp.models import Tenant, TrustedIssuer, db, utcnow
 from idp.oauth.assertions import AssertionRules, AssertionValidator
-from idp.oauth.client_keys import ClientKeyError, ClientKeyResolver
+from idp.oauth.client_keys import KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
 from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, user_scope
@@ -75,16 +74,8 @@ def grant_assertion_validator(settings: Settings, replay_store: ReplayStore) -> 
     return AssertionValidator(rules, replay_store, GrantRefused, ISSUER_REPLAY_NAMESPACE)
 
 
-class _IssuerKeyPicker:
-    def __init__(self, issuer: IssuerRegistration, resolver: ClientKeyResolver) -> None:
-        self.issuer = issuer
-        self.resolver = resolver
-
-    def __call__(self, obj: GuestProtocol) -> Key:
-        try:
-            return self.resolver.key_for(self.issuer, obj.headers())
-        except ClientKeyError as exc:
-            raise GrantRefused(exc.rule, f"issuer key: {exc.description}") from None
+def _issuer_key_missing(rule: str, description: str) -> GrantRefused:
+    return GrantRefused(rule, f"issuer key: {description}")
 
 
 class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
@@ -99,7 +90,7 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
             raise InvalidRequestError("'assertion' is required")
         self.validate_requested_scope()
         issuer = self._trusted_issuer(client, assertion)
-        picker = _IssuerKeyPicker(issuer, self.server.key_resolver)
+        picker = KeyPicker(issuer, self.server.key_resolver, _issuer_key_missing)
         claims = self.server.grant_assertions.validate(assertion, picker, issuer=issuer.issuer)
         self.request.user = IdpUser(self._user(client, issuer, claims))
         self.request.issuer = issuer
