@@ -152,3 +152,13 @@ def test_keys_commands_and_their_refusals(app, run_idp) -> None:
     forced = run_json(run_idp, "keys", "prune", "--force")
     assert [k["kid"] for k in forced] == [old_active]
     assert len(run_json(run_idp, "keys", "list")) == 2
+
+
+def test_client_ids_never_look_like_an_option() -> None:
+    """A generated id starting with '-' would be read as an option by every command
+    taking an id, e.g. ``idp clients delete ID``."""
+    from idp.models.base import new_client_id
+
+    ids = [new_client_id() for _ in range(5000)]  # ~1 in 64 would start with '-'
+    assert not any(client_id.startswith("-") for client_id in ids)
+    assert len(set(ids)) == len(ids) and all(len(client_id) == 22 for client_id in ids)

@@ -63,4 +63,9 @@ def new_uuid() -> str:
 
 
 def new_client_id() -> str:
-    return secrets.token_urlsafe(16)
+    """128 random bits, base64url. Never starting with '-', which a command line (and
+    ``idp clients delete ID``) would read as an option."""
+    while True:
+        client_id = secrets.token_urlsafe(16)
+        if not client_id.startswith("-"):
+            return client_id
