@@ -55,11 +55,13 @@ class ClientRegistry:
         now = self.clock()
         if now - self._checked_at < CHECK_INTERVAL:
             return
-        # One request of this worker checks; the others in flight keep using the copies
-        # (at most one interval old) instead of all querying the version at once.
-        if not self._checking.acquire(blocking=False):
-            return
-        try:
+        # One request of this worker checks; the others in flight wait for its answer
+        # instead of all querying the version at once. None of them uses copies older
+        # than the interval unchecked: when the check fails (the database is down), each
+        # request fails in turn rather than authenticating a client that may be gone.
+        with self._checking:
+            if self.clock() - self._checked_at < CHECK_INTERVAL:
+                return  # checked while this request waited
             with self.engine.connect() as connection:
                 version = connection.scalar(
                     select(RegistryVersion.version).where(RegistryVersion.name == CLIENTS)
@@ -69,8 +71,6 @@ class ClientRegistry:
                     self._entries.clear()
                     self._version = version
                 self._checked_at = now
-        finally:
-            self._checking.release()
 
     def _load(self, client_id: str) -> ClientRegistration | None:
         with Session(self.engine) as session:

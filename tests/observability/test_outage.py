@@ -31,6 +31,7 @@ from sqlalchemy.exc import (
 )
 
 from idp.problems import PROBLEM_TYPE
+from idp.registrations import CHECK_INTERVAL
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
 from tests.oauth.helpers import PASSWORD, assertion, assertion_form, client_key
@@ -253,6 +254,9 @@ def test_a_database_outage_is_503_everywhere_and_service_resumes(
         _check_working(d, DATABASE_CALLS)  # every request is right; only the outage differs
 
         stoppable_postgres.stop()
+        # A worker authenticates clients from copies checked less than CHECK_INTERVAL
+        # ago without the database; past it, every request needs the database.
+        time.sleep(CHECK_INTERVAL + 0.1)
         _check_outage(d, DATABASE_CALLS, dead="database")
 
         stoppable_postgres.start()  # the same idp processes, no restart
