@@ -84,9 +84,15 @@ class ClientRegistry:
 
 def bump_clients_version(session: SessionLike) -> None:
     """Called in the transaction that changes or deletes a client."""
+    bump_registry_version(session, CLIENTS)
+
+
+def bump_registry_version(session: SessionLike, name: str) -> None:
+    """Bump the version of registry ``name`` in the caller's transaction. The row stays
+    locked until that transaction ends, so it also serialises the registry's writers."""
     changed = session.execute(
         update(RegistryVersion)
-        .where(RegistryVersion.name == CLIENTS)
+        .where(RegistryVersion.name == name)
         .values(version=RegistryVersion.version + 1)
     )
     if getattr(changed, "rowcount", 1):
@@ -94,7 +100,7 @@ def bump_clients_version(session: SessionLike) -> None:
     # The row is missing (an emptied table): create it, racing writers agreeing.
     dialect = session.get_bind().dialect.name
     insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert_into(RegistryVersion).values(name=CLIENTS, version=1)
+    statement = insert_into(RegistryVersion).values(name=name, version=1)
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[RegistryVersion.name],

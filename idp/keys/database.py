@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -31,6 +29,7 @@ from idp.keys.store import (
     check_invariants,
 )
 from idp.models import KEYS_REGISTRY, RegistryVersion, SigningKey
+from idp.registrations import bump_registry_version
 
 
 def _record(row: SigningKey) -> KeyRecord:
@@ -107,24 +106,7 @@ class DatabaseKeyStore(BaseKeyStore):
         return self._update(change, sealed)
 
     def _lock(self, session: Session) -> None:
-        bumped = session.execute(
-            update(RegistryVersion)
-            .where(RegistryVersion.name == KEYS_REGISTRY)
-            .values(version=RegistryVersion.version + 1)
-        )
-        if getattr(bumped, "rowcount", 1):
-            return
-        # The row is missing (an emptied table): create it, racing writers agreeing.
-        dialect = session.get_bind().dialect.name
-        insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
-            insert_into(RegistryVersion)
-            .values(name=KEYS_REGISTRY, version=1)
-            .on_conflict_do_update(
-                index_elements=[RegistryVersion.name],
-                set_={"version": RegistryVersion.version + 1},
-            )
-        )
+        bump_registry_version(session, KEYS_REGISTRY)
 
     def _update(
         self, change: Change, supplied: dict[str, dict[str, Any]] | None = None
