@@ -125,22 +125,35 @@ class CliResult:
     stderr: str
 
 
+def run_cli(
+    command: list[str],
+    idp_env: dict[str, str],
+    cwd: Path,
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> CliResult:
+    """Run an ``idp`` entry point in a subprocess with only the test's IDP_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    full_env |= idp_env | (env or {})
+    done = subprocess.run(
+        [*command, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
 @pytest.fixture
 def run_idp(idp_env: dict[str, str], tmp_path: Path) -> Any:
     """Run the real ``idp`` console entry in a subprocess, as an operator would."""
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> CliResult:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-        full_env |= idp_env | (env or {})
-        done = subprocess.run(
-            [sys.executable, "-m", "idp", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=full_env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        return CliResult(done.returncode, done.stdout, done.stderr)
+        command = [sys.executable, "-m", "idp"]
+        return run_cli(command, idp_env, tmp_path, *args, input=input, env=env)
 
     return run

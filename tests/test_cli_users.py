@@ -8,8 +8,6 @@ checked where it matters: at the token endpoint and the users API, with real tok
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -21,7 +19,7 @@ from flask import Flask
 
 from idp.cli import cli
 from idp.models import AuditEvent, User, db
-from tests.conftest import CliResult
+from tests.conftest import CliResult, run_cli
 from tests.oauth.helpers import PASSWORD, login, make_user, password_client, refresh
 from tests.users.conftest import client_token
 
@@ -60,17 +58,7 @@ def idp_script(idp_env: dict[str, str], tmp_path: Path) -> Any:
         pytest.skip("no idp console script beside the interpreter")
 
     def run(*args: str, input: str | None = None) -> CliResult:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
-        done = subprocess.run(
-            [str(script), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
-        return CliResult(done.returncode, done.stdout, done.stderr)
+        return run_cli([str(script)], idp_env, tmp_path, *args, input=input)
 
     return run
 
