@@ -8,13 +8,14 @@ used ``jti`` values are recorded, so that one party's ``jti`` never blocks anoth
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc import jws
+from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import GuestProtocol, Key
 
 from idp.claims import ClaimError, check_times
@@ -26,6 +27,29 @@ MAX_JTI_LENGTH = 256
 PickKey = Callable[[GuestProtocol], Key]
 # Builds the OAuth error for a broken rule: (rule name for metrics, description).
 ErrorFactory = Callable[[str, str], Exception]
+
+
+# Built once: joserfc would otherwise build a registry for the allow-list on every call.
+REGISTRY = jws.JWSRegistry(algorithms=list(ACCEPTED_JWT_ALGS))
+
+
+@dataclass(frozen=True)
+class ParsedAssertion:
+    """A compact JWS split and decoded once. ``claims`` are not to be trusted until the
+    validator has verified the signature over the very payload they were read from."""
+
+    token: jws.CompactSignature
+    claims: dict[str, Any]
+
+
+def parse_assertion(assertion: str) -> ParsedAssertion:
+    """Raises JoseError (not a compact JWS) or ValueError (a payload that is not a JSON
+    object), as ``joserfc.jwt.decode`` would."""
+    token = jws.extract_compact(assertion.encode(), registry=REGISTRY)
+    claims = json.loads(token.payload or b"")
+    if not isinstance(claims, dict):
+        raise ValueError("the payload is not a JSON object")
+    return ParsedAssertion(token, claims)
 
 
 @dataclass(frozen=True)
@@ -53,20 +77,35 @@ class AssertionValidator:
         """The claims of a well-signed assertion from ``issuer`` that breaks no rule; its
         ``jti`` is then spent. Raises the validator's error, or TemporarilyUnavailable
         when the replay store cannot say whether the ``jti`` was used."""
-        claims = self._decode(assertion, pick_key)
-        self._check_claims(claims, issuer)
-        self._spend_jti(claims, issuer)
-        return claims
-
-    def _decode(self, assertion: str, pick_key: PickKey) -> dict[str, Any]:
         try:
-            token = jwt.decode(assertion, pick_key, algorithms=list(ACCEPTED_JWT_ALGS))
+            parsed = parse_assertion(assertion)
         except JoseError as exc:
-            rule = "alg" if "algorithm" in str(exc).lower() else "signature"
-            raise self.error(rule, f"assertion rejected: {exc.description or exc}") from None
+            raise self._refusal(exc) from None
         except (ValueError, TypeError):
             raise self.error("malformed", "assertion is not a valid JWT") from None
-        return dict(token.claims)
+        return self.validate_parsed(parsed, pick_key, issuer)
+
+    def validate_parsed(
+        self, parsed: ParsedAssertion, pick_key: PickKey, issuer: str
+    ) -> dict[str, Any]:
+        """``validate`` for an assertion its caller has parsed already (to find its signer)."""
+        self._verify(parsed.token, pick_key)
+        self._check_claims(parsed.claims, issuer)
+        self._spend_jti(parsed.claims, issuer)
+        return parsed.claims
+
+    def _verify(self, token: jws.CompactSignature, pick_key: PickKey) -> None:
+        try:
+            if not jws.validate_compact(token, pick_key, registry=REGISTRY):
+                raise BadSignatureError()
+        except JoseError as exc:
+            raise self._refusal(exc) from None
+        except (ValueError, TypeError):
+            raise self.error("malformed", "assertion is not a valid JWT") from None
+
+    def _refusal(self, exc: JoseError) -> Exception:
+        rule = "alg" if "algorithm" in str(exc).lower() else "signature"
+        return self.error(rule, f"assertion rejected: {exc.description or exc}")
 
     def _check_claims(self, claims: dict[str, Any], issuer: str) -> None:
         if claims.get("iss") != issuer:

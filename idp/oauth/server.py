@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import json
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidClientError
-from flask import Flask, Response, current_app, g
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Payload, OAuth2Request
+from flask import Flask, Request, Response, current_app, g
+from flask import request as flask_request
 
 from idp.oauth.assertions import AssertionValidator
 from idp.oauth.client_auth import PrivateKeyJWTAuth
@@ -31,6 +33,45 @@ UNAUTHENTICATED = (
     "client authentication failed: unknown client, wrong secret, no credentials, "
     "or a method the client is not registered for"
 )
+
+
+class FormPayload(OAuth2Payload):
+    """The request's parameters: the form alone, since the endpoint's input checks
+    (``idp.oauth.request_checks``) refuse parameters in the URL and repeated ones."""
+
+    def __init__(self, form: Any) -> None:
+        self.form = form
+
+    @property
+    def data(self) -> Any:
+        return self.form
+
+    @property
+    def datalist(self) -> dict[str, list[str]]:
+        return {name: self.form.getlist(name) for name in self.form}
+
+
+class EndpointRequest(OAuth2Request):
+    """Authlib's view of an OAuth endpoint request, cheaper to build than Authlib's Flask
+    request: no combined view of URL and body parameters, and no URL rebuilt with IRI
+    decoding only for the transport check (scheme and host are all that check reads)."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(
+            request.method,
+            f"{request.scheme}://{request.host}{request.path}",
+            headers=request.headers,
+        )
+        self._request = request
+        self.payload = FormPayload(request.form)
+
+    @property
+    def args(self) -> Any:
+        return self._request.args
+
+    @property
+    def form(self) -> Any:
+        return self._request.form
 
 
 class IdpAuthorizationServer(AuthorizationServer):
@@ -60,9 +101,17 @@ class IdpAuthorizationServer(AuthorizationServer):
         TOKEN_FAILURES.labels(error.error, getattr(error, "rule", "protocol")).inc()
         return super().handle_error_response(request, error)
 
+    def create_oauth2_request(self, request: Any) -> EndpointRequest:
+        return EndpointRequest(flask_request)
+
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
-        response = super().handle_response(status_code, payload, headers)
-        response.headers.update(NO_STORE)
+        body = json.dumps(payload) if isinstance(payload, dict) else payload
+        response = Response(body, status=status_code, headers=headers)
+        # Authlib's token, error and endpoint responses carry these already; kept for any
+        # that might not (a response with a token in it must never be cached).
+        for name, value in NO_STORE.items():
+            if name not in response.headers:
+                response.headers[name] = value
         return response
 
 

@@ -33,7 +33,7 @@ def _run(handler: Callable[[], Response], json_bodies: bool = False) -> Response
     try:
         check_oauth_request(request, json_bodies)
         response = handler()
-        if not db.session().in_transaction():
+        if not _in_transaction():
             pass  # nothing was read or written: no round trip to the database
         elif response.status_code < 400 or g.get(DURABLE_FAILURE, False):
             db.session.commit()
@@ -57,6 +57,11 @@ def _run(handler: Callable[[], Response], json_bodies: bool = False) -> Response
         if not is_unavailable(exc):
             raise  # a bug, not an outage: the app's handler answers 500
         return _unavailable(exc)
+
+
+def _in_transaction() -> bool:
+    # Asked without creating a session: the client_credentials hot path never opens one.
+    return db.session.registry.has() and db.session().in_transaction()
 
 
 def _unavailable(exc: Exception, description: str = UNAVAILABLE_DESCRIPTION) -> Response:

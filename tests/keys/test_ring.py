@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from joserfc import jwt
 
 from idp.keys import KeyRing, KeyStore, ring
 
@@ -20,7 +21,9 @@ def test_ring_signs_only_with_the_active_key_and_follows_rotation(tmp_path: Path
     first = key_ring.current()
     active_kid = next(r.kid for r in store.records() if r.state == "active")
     assert first.active is not None and first.active.kid == active_kid
-    assert [k.kid for k in first.signing_set.keys] == [active_kid]
+    decoded = jwt.decode(first.sign({"sub": "x"}, typ="at+jwt"), first.active, ["ES256"])
+    assert decoded.header == {"typ": "at+jwt", "alg": "ES256", "kid": active_kid}
+    assert decoded.claims == {"sub": "x"}
     store.rotate("ES256", min_next_age=0)
     second = key_ring.current()
     assert second.etag != first.etag

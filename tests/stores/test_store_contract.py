@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 from flask import Flask
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
@@ -154,6 +155,50 @@ def test_an_unreachable_replay_store_raises_store_unavailable(unreachable: Store
         unreachable.replay.claim("jti:lost", _in(60))
     with pytest.raises(StoreUnavailable):
         unreachable.replay.ping()
+
+
+@pytest.mark.production_only
+def test_a_redis_claim_reconnects_once_redis_closed_its_connection(
+    engine: Engine, redis_url: str | None
+) -> None:
+    """A restart or an idle timeout closes the connections the claim keeps: the next claim
+    connects again instead of failing; a positive control shows the claims are real."""
+    assert redis_url
+    stores = build_stores(redis_url, engine)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert stores.replay.claim("jti:before", _in(60)) is True
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert stores.replay.claim("jti:after", _in(60)) is True
+        assert stores.replay.claim("jti:before", _in(60)) is False
+    finally:
+        admin.close()
+        assert stores.redis is not None
+        stores.redis.close()
+
+
+@pytest.mark.production_only
+def test_a_redis_claim_that_timed_out_leaves_no_reply_for_the_next_claim(
+    engine: Engine, redis_url: str | None
+) -> None:
+    """A reply that arrives after its claim gave up must never be read as the answer to
+    the next claim on the same connection (here it would say "fresh" for a replay)."""
+    assert redis_url
+    stores = build_stores(redis_url, engine)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert stores.replay.claim("jti:seen", _in(60)) is True
+        admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        with pytest.raises(StoreUnavailable):
+            stores.replay.claim("jti:while-paused", _in(60))  # gives up after 1 s
+        time.sleep(0.8)  # the pause is over: a late reply would now be waiting
+        assert stores.replay.claim("jti:seen", _in(60)) is False
+        assert stores.replay.claim("jti:fresh", _in(60)) is True
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+        assert stores.redis is not None
+        stores.redis.close()
 
 
 # --------------------------------------------------------------------------
