@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 
 from flask import Request
-from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.datastructures import MultiDict
 
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
 
@@ -20,38 +21,46 @@ JSON_TYPE = "application/json"
 MAX_PARAMETER_LENGTH = 16384
 
 
-def check_oauth_request(request: Request, json_bodies: bool = False) -> None:
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request that passed the checks, with its parameters: one string each."""
+
+    request: Request
+    params: dict[str, str]
+
+
+def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedRequest:
     """``json_bodies``: also take a JSON object of string values, read as the same form
     (a migration aid for clients written against platforms that send JSON)."""
     if json_bodies and request.mimetype == JSON_TYPE:
-        _read_json_as_form(request)
+        form = _read_json_as_form(request)
     elif request.mimetype != FORM_TYPE:
         raise MalformedRequest("content_type", f"the body must be {FORM_TYPE}")
+    else:
+        form = request.form
     if request.args:
         raise MalformedRequest("query", "parameters must be sent in the body, not the URL")
-    form = request.form
-    for name in form:
-        values = form.getlist(name)
+    params: dict[str, str] = {}
+    for name, values in form.lists():
         if len(values) > 1:
             raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
         if len(values[0]) > MAX_PARAMETER_LENGTH:
             raise MalformedRequest("too_long", f"parameter '{name}' is too long")
         if "\x00" in values[0] or "\x00" in name:
             raise MalformedRequest("nul", "parameters must not contain NUL characters")
-    _check_client_authentication(request)
+        params[name] = values[0]
+    _check_client_authentication(params, request.headers.get("Authorization"))
+    return CheckedRequest(request, params)
 
 
-def _read_json_as_form(request: Request) -> None:
+def _read_json_as_form(request: Request) -> MultiDict[str, str]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise MalformedRequest("json", "a JSON body must be an object of string values")
-    # Authlib and the checks below read request.form; nothing has read it yet.
-    request.form = ImmutableMultiDict(data)
+    return MultiDict(data)
 
 
-def _check_client_authentication(request: Request) -> None:
-    form = request.form
-    authorization = request.headers.get("Authorization")
+def _check_client_authentication(form: dict[str, str], authorization: str | None) -> None:
     presented = [
         authorization is not None,
         "client_secret" in form,

@@ -9,8 +9,7 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Payload, OAuth2Request
-from flask import Flask, Request, Response, current_app, g
-from flask import request as flask_request
+from flask import Flask, Response, current_app, g
 
 from idp.oauth.assertions import AssertionValidator
 from idp.oauth.client_auth import PrivateKeyJWTAuth
@@ -18,6 +17,7 @@ from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import client_lookup
 from idp.oauth.errors import ClientAuthFailed
 from idp.oauth.jwt_bearer import grant_assertion_validator
+from idp.oauth.request_checks import CheckedRequest
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
@@ -36,42 +36,43 @@ UNAUTHENTICATED = (
 
 
 class FormPayload(OAuth2Payload):
-    """The request's parameters: the form alone, since the endpoint's input checks
-    (``idp.oauth.request_checks``) refuse parameters in the URL and repeated ones."""
+    """The request's parameters as the endpoint's input checks left them: from the body
+    only, one value each (``idp.oauth.request_checks`` refuses the rest)."""
 
-    def __init__(self, form: Any) -> None:
-        self.form = form
+    def __init__(self, params: dict[str, str]) -> None:
+        self.params = params
 
     @property
-    def data(self) -> Any:
-        return self.form
+    def data(self) -> dict[str, str]:
+        return self.params
 
     @property
     def datalist(self) -> dict[str, list[str]]:
-        return {name: self.form.getlist(name) for name in self.form}
+        return {name: [value] for name, value in self.params.items()}
 
 
 class EndpointRequest(OAuth2Request):
     """Authlib's view of an OAuth endpoint request, cheaper to build than Authlib's Flask
-    request: no combined view of URL and body parameters, and no URL rebuilt with IRI
-    decoding only for the transport check (scheme and host are all that check reads)."""
+    request: the checked parameters in a plain dict (a missing one costs no exception),
+    and no URL rebuilt with IRI decoding only for the transport check (scheme and host
+    are all that check reads)."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, checked: CheckedRequest) -> None:
+        request = checked.request
         super().__init__(
             request.method,
             f"{request.scheme}://{request.host}{request.path}",
             headers=request.headers,
         )
-        self._request = request
-        self.payload = FormPayload(request.form)
+        self.payload = FormPayload(checked.params)
 
     @property
-    def args(self) -> Any:
-        return self._request.args
+    def args(self) -> dict[str, str]:
+        return {}  # refused by the input checks
 
     @property
-    def form(self) -> Any:
-        return self._request.form
+    def form(self) -> dict[str, str]:
+        return self.payload.data
 
 
 class IdpAuthorizationServer(AuthorizationServer):
@@ -101,8 +102,9 @@ class IdpAuthorizationServer(AuthorizationServer):
         TOKEN_FAILURES.labels(error.error, getattr(error, "rule", "protocol")).inc()
         return super().handle_error_response(request, error)
 
-    def create_oauth2_request(self, request: Any) -> EndpointRequest:
-        return EndpointRequest(flask_request)
+    def create_oauth2_request(self, request: CheckedRequest) -> EndpointRequest:
+        # The endpoints pass what check_oauth_request returned (idp.oauth.views).
+        return EndpointRequest(request)
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         body = json.dumps(payload) if isinstance(payload, dict) else payload

@@ -19,20 +19,24 @@ from idp.http_errors import (
 )
 from idp.models import User, db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
-from idp.oauth.request_checks import check_oauth_request
-from idp.oauth.server import DURABLE_FAILURE, authorization_server
+from idp.oauth.request_checks import CheckedRequest, check_oauth_request
+from idp.oauth.server import DURABLE_FAILURE, IdpAuthorizationServer, authorization_server
 from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY
 
 blueprint = Blueprint("oauth", __name__)
 
 
-def _run(handler: Callable[[], Response], json_bodies: bool = False) -> Response:
+def _run(
+    server: IdpAuthorizationServer,
+    handler: Callable[[CheckedRequest], Response],
+    json_bodies: bool = False,
+) -> Response:
     """Validate, run, and commit once: a success, or a refusal that must be remembered
     (a counted bad password, a revoked family); any other failure leaves nothing behind."""
-    server = authorization_server()
     try:
-        check_oauth_request(request, json_bodies)
-        response = handler()
+        # The request object itself, not Flask's proxy: read a dozen times per request.
+        real_request = request._get_current_object()  # type: ignore[attr-defined]
+        response = handler(check_oauth_request(real_request, json_bodies))
         if not _in_transaction():
             pass  # nothing was read or written: no round trip to the database
         elif response.status_code < 400 or g.get(DURABLE_FAILURE, False):
@@ -71,28 +75,31 @@ def _unavailable(exc: Exception, description: str = UNAVAILABLE_DESCRIPTION) -> 
     return unavailable_response(exc, description)
 
 
-def _token_response() -> Response:
-    if not request.form.get("grant_type"):
-        raise MalformedRequest("grant_type", "grant_type is required")
-    return authorization_server().create_token_response()
-
-
 @blueprint.post("/oidc/token")
 def token() -> Response:
     started = time.perf_counter()
-    response = _run(_token_response, authorization_server().runtime.settings.token_json_bodies)
+    server = authorization_server()
+
+    def respond(checked: CheckedRequest) -> Response:
+        if not checked.params.get("grant_type"):
+            raise MalformedRequest("grant_type", "grant_type is required")
+        return server.create_token_response(checked)
+
+    response = _run(server, respond, server.runtime.settings.token_json_bodies)
     TOKEN_LATENCY.observe(time.perf_counter() - started)
     return response
 
 
 @blueprint.post("/oidc/revoke")
 def revoke() -> Response:
-    return _run(lambda: authorization_server().create_endpoint_response("revocation"))
+    server = authorization_server()
+    return _run(server, lambda checked: server.create_endpoint_response("revocation", checked))
 
 
 @blueprint.post("/oidc/introspect")
 def introspect() -> Response:
-    return _run(lambda: authorization_server().create_endpoint_response("introspection"))
+    server = authorization_server()
+    return _run(server, lambda checked: server.create_endpoint_response("introspection", checked))
 
 
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
