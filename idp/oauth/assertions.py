@@ -21,7 +21,7 @@ from joserfc.jwk import GuestProtocol, Key
 from idp.claims import ClaimError, check_times
 from idp.oauth.errors import TemporarilyUnavailable
 from idp.registry import ACCEPTED_JWT_ALGS
-from idp.stores import ReplayStore, StoreUnavailable
+from idp.stores import PendingClaim, ReplayStore, StoreUnavailable
 
 MAX_JTI_LENGTH = 256
 PickKey = Callable[[GuestProtocol], Key]
@@ -86,12 +86,18 @@ class AssertionValidator:
         return self.validate_parsed(parsed, pick_key, issuer)
 
     def validate_parsed(
-        self, parsed: ParsedAssertion, pick_key: PickKey, issuer: str
+        self,
+        parsed: ParsedAssertion,
+        pick_key: PickKey,
+        issuer: str,
+        later: DeferredClaims | None = None,
     ) -> dict[str, Any]:
-        """``validate`` for an assertion its caller has parsed already (to find its signer)."""
+        """``validate`` for an assertion its caller has parsed already (to find its signer).
+        With ``later``, the replay check is started and left there for the caller to
+        settle before it answers."""
         self._verify(parsed.token, pick_key)
         self._check_claims(parsed.claims, issuer)
-        self._spend_jti(parsed.claims, issuer)
+        self._spend_jti(parsed.claims, issuer, later)
         return parsed.claims
 
     def _verify(self, token: jws.CompactSignature, pick_key: PickKey) -> None:
@@ -141,11 +147,61 @@ class AssertionValidator:
         if audience not in self.rules.audiences:
             raise self.error("aud", "assertion 'aud' is not this authorization server")
 
-    def _spend_jti(self, claims: dict[str, Any], issuer: str) -> None:
+    def _spend_jti(self, claims: dict[str, Any], issuer: str, later: DeferredClaims | None) -> None:
         key = f"{self.replay_namespace}{issuer}:{claims['jti']}"
         try:
-            fresh = self.replay_store.claim(key, int(claims["exp"]) + self.rules.leeway)
+            pending = self.replay_store.begin_claim(key, int(claims["exp"]) + self.rules.leeway)
         except StoreUnavailable:
-            raise TemporarilyUnavailable("replay store unreachable; try again later") from None
+            raise TemporarilyUnavailable(UNREACHABLE) from None
+        claim = DeferredClaim(pending, self.error)
+        if later is None:
+            claim.settle()
+        else:
+            later.add(claim)
+
+
+UNREACHABLE = "replay store unreachable; try again later"
+
+
+class DeferredClaim:
+    def __init__(self, pending: PendingClaim, error: ErrorFactory) -> None:
+        self.pending = pending
+        self.error = error
+
+    def settle(self) -> None:
+        """Raises the validator's error for a replay, TemporarilyUnavailable when the
+        store could not answer."""
+        try:
+            fresh = self.pending.result()
+        except StoreUnavailable:
+            raise TemporarilyUnavailable(UNREACHABLE) from None
         if not fresh:
             raise self.error("replay", "assertion 'jti' was already used")
+
+
+class DeferredClaims:
+    """The ``jti`` claims of one request whose answers it reads only before its response
+    leaves: the round trip to the replay store then overlaps the work of issuing the
+    token. Only a request with nothing left to do but that work may defer: one that
+    would read a password, rotate a refresh token or write anything first settles at
+    once, so that a replayed assertion never gets that far."""
+
+    def __init__(self) -> None:
+        self.claims: list[DeferredClaim] = []
+
+    def add(self, claim: DeferredClaim) -> None:
+        self.claims.append(claim)
+
+    def settle(self) -> None:
+        while self.claims:
+            claim = self.claims.pop(0)
+            try:
+                claim.settle()
+            except BaseException:
+                self.discard()
+                raise
+
+    def discard(self) -> None:
+        """For a request that failed before it settled: no answer is read."""
+        while self.claims:
+            self.claims.pop().pending.discard()

@@ -68,7 +68,8 @@ class PrivateKeyJWTAuth(JWTBearerClientAssertion):
         self._check_registration(client, form)
         # RFC 7523 §3 wants 'iss' to be the client too; the validator checks it.
         picker = ClientKeyPicker(client, self.key_resolver)
-        self.validator.validate_parsed(parsed, picker, issuer=client_id)
+        later = request.checked.deferred if request.defer_replay_checks else None
+        self.validator.validate_parsed(parsed, picker, issuer=client_id, later=later)
         return self.authenticate_client(client)
 
     def _check_registration(self, client: OAuthClient, form: Any) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Request
 from werkzeug.datastructures import MultiDict
 
+from idp.oauth.assertions import DeferredClaims
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -21,12 +22,14 @@ JSON_TYPE = "application/json"
 MAX_PARAMETER_LENGTH = 16384
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckedRequest:
-    """A request that passed the checks, with its parameters: one string each."""
+    """A request that passed the checks, with its parameters (one string each) and the
+    replay checks it left to settle before it answers."""
 
     request: Request
     params: dict[str, str]
+    deferred: DeferredClaims = field(default_factory=DeferredClaims)
 
 
 def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedRequest:

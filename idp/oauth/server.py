@@ -65,6 +65,9 @@ class EndpointRequest(OAuth2Request):
             headers=request.headers,
         )
         self.payload = FormPayload(checked.params)
+        self.checked = checked
+        # Set by a grant whose only work after client authentication is issuing the token.
+        self.defer_replay_checks = False
 
     @property
     def args(self) -> dict[str, str]:
@@ -117,9 +120,11 @@ class IdpAuthorizationServer(AuthorizationServer):
         return response
 
 
-def _save_token(token: dict[str, Any], request: Any) -> None:
+def _save_token(token: dict[str, Any], request: EndpointRequest) -> None:
     # Access tokens are self-contained JWTs and grants store refresh tokens themselves;
-    # the endpoint commits once the whole response is ready.
+    # the endpoint commits once the whole response is ready. The token is signed now:
+    # the replay checks it was issued on are answered (or it is refused) before it counts.
+    request.checked.deferred.settle()
     TOKENS_ISSUED.labels(request.payload.grant_type, request.auth_method).inc()
 
 

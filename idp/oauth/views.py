@@ -36,7 +36,15 @@ def _run(
     try:
         # The request object itself, not Flask's proxy: read a dozen times per request.
         real_request = request._get_current_object()  # type: ignore[attr-defined]
-        response = handler(check_oauth_request(real_request, json_bodies))
+        checked = check_oauth_request(real_request, json_bodies)
+        try:
+            response = handler(checked)
+            if response.status_code < 400:
+                # Issuing the token settles its replay checks; none may be left unread
+                # when a response leaves (idp.oauth.assertions.DeferredClaims).
+                checked.deferred.settle()
+        finally:
+            checked.deferred.discard()
         if not _in_transaction():
             pass  # nothing was read or written: no round trip to the database
         elif response.status_code < 400 or g.get(DURABLE_FAILURE, False):

@@ -17,6 +17,7 @@ over and over, the password grant did about 70% of the sync workers' rate (30 to
 yield at all: a write waiting for another worker's lock holds up its whole worker.
 """
 
+import gc
 import os
 import sys
 
@@ -55,6 +56,14 @@ def on_starting(server):
     if server.cfg.preload_app and server.worker_class.__module__ == GEVENT_WORKERS:
         server.log.error("idp: preload_app does not work with gevent workers (see %s)", __name__)
         sys.exit(1)
+
+
+def post_worker_init(worker):
+    # The app is loaded: what exists now lives as long as the worker. Frozen, it is left
+    # out of every later garbage collection: a full collection of idp's ~130,000 startup
+    # objects stops the worker for about 40 ms, which lands on every request in flight.
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker):

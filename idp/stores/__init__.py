@@ -3,6 +3,12 @@ revocation list, kept in Redis or the database behind one contract: a claim succ
 revocation is never forgotten before it expires, and an unreachable backend raises
 StoreUnavailable so that callers fail closed."""
 
-from idp.stores.base import ReplayStore, Revocation, RevocationStore, StoreUnavailable
+from idp.stores.base import (
+    PendingClaim,
+    ReplayStore,
+    Revocation,
+    RevocationStore,
+    StoreUnavailable,
+)
 
-__all__ = ["ReplayStore", "Revocation", "RevocationStore", "StoreUnavailable"]
+__all__ = ["PendingClaim", "ReplayStore", "Revocation", "RevocationStore", "StoreUnavailable"]

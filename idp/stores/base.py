@@ -14,12 +14,42 @@ class StoreUnavailable(Exception):
     """The store could not be reached; callers fail closed."""
 
 
+class PendingClaim(Protocol):
+    """A claim sent but perhaps not yet answered: its owner calls exactly one of these."""
+
+    def result(self) -> bool:
+        """The claim's answer (waiting for it if need be); raises StoreUnavailable."""
+        ...
+
+    def discard(self) -> None:
+        """Give up on the answer (the request failed before it needed it)."""
+        ...
+
+
+class SettledClaim:
+    """A pending claim whose answer is already known."""
+
+    def __init__(self, fresh: bool) -> None:
+        self.fresh = fresh
+
+    def result(self) -> bool:
+        return self.fresh
+
+    def discard(self) -> None:
+        pass
+
+
 class ReplayStore(Protocol):
     # The service the store cannot work without, as readiness names it: "database", "redis".
     backend: str
 
     def claim(self, key: str, expires_at: int) -> bool:
         """Record ``key`` until the Unix time ``expires_at``; False if it was already there."""
+        ...
+
+    def begin_claim(self, key: str, expires_at: int) -> PendingClaim:
+        """``claim``, started now and answered by the result's ``result()``: a store with
+        a network round trip lets the caller do other work while the answer travels."""
         ...
 
     def ping(self) -> None:

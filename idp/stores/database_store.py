@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from idp.models import ReplayEntry
 from idp.models import Revocation as RevocationRow
-from idp.stores.base import Revocation, SessionLike, StoreUnavailable
+from idp.stores.base import Revocation, SessionLike, SettledClaim, StoreUnavailable
 
 # Expired rows are swept on a small share of writes, so the tables stay bounded.
 SWEEP_PROBABILITY = 0.02
@@ -65,6 +65,9 @@ class DatabaseReplayStore:
 
     def ping(self) -> None:
         _ping(self.engine)
+
+    def begin_claim(self, key: str, expires_at: int) -> SettledClaim:
+        return SettledClaim(self.claim(key, expires_at))
 
     def claim(self, key: str, expires_at: int) -> bool:
         stale = ReplayEntry.expires_at < _now()

@@ -49,7 +49,7 @@ class RedisReplayStore:
     The claim is on the token endpoint's hot path. It keeps the connections it has taken
     from the client's pool and sends its one command on them directly: redis-py's
     per-command path (pool checkout with a socket poll, retry wrapper, command parsing)
-    cost about three times the round trip itself. A connection belongs to one request at
+    cost about three times the round trip itself. A connection belongs to one claim at
     a time: ``list.pop``/``append`` are atomic for threads and never switch greenlets.
     """
 
@@ -63,30 +63,18 @@ class RedisReplayStore:
         _ping(self.client)
 
     def claim(self, key: str, expires_at: int) -> bool:
+        return self.begin_claim(key, expires_at).result()
+
+    def begin_claim(self, key: str, expires_at: int) -> _RedisClaim:
         # EXAT must lie in the future or Redis rejects the SET; a past expiry is already stale.
         expires_at = max(expires_at, int(time.time()) + 1)
         connection = self._idle.pop() if self._idle else self._new_connection()
         command = connection.pack_command(
             "SET", REPLAY_PREFIX + key, b"1", "NX", "EXAT", expires_at
         )
-        try:
-            try:
-                return self._send(connection, command)
-            except redis.ConnectionError:
-                # A connection Redis closed (a restart, an idle timeout): once more on a
-                # fresh one. Should the first SET have landed, the retry finds the key and
-                # refuses the assertion: never the reverse.
-                connection.disconnect()
-                return self._send(connection, command)
-        except BaseException as exc:
-            # A reply may still be on its way (a timeout, a killed greenlet): close the
-            # socket so that the next claim on this connection never reads it.
-            connection.disconnect()
-            if isinstance(exc, redis.RedisError):
-                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
-            raise
-        finally:
-            self._idle.append(connection)
+        claim = _RedisClaim(self._idle, connection, command)
+        claim.send()
+        return claim
 
     def _new_connection(self) -> Connection:
         try:
@@ -94,10 +82,64 @@ class RedisReplayStore:
         except redis.RedisError as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
-    @staticmethod
-    def _send(connection: Connection, command: list[bytes]) -> bool:
-        connection.send_packed_command(command, check_health=False)
-        return connection.read_response() is not None
+
+class _RedisClaim:
+    """One ``SET NX`` in flight on a connection the claim holds until it is answered or
+    discarded; the connection then goes back to the store's idle list."""
+
+    def __init__(self, idle: list[Connection], connection: Connection, command: list[bytes]):
+        self.idle = idle
+        self.connection: Connection | None = connection
+        self.command = command
+        self.retried = False
+
+    def send(self) -> None:
+        self._guarded(reading=False)
+
+    def result(self) -> bool:
+        fresh = self._guarded(reading=True)
+        self._release()
+        return fresh
+
+    def discard(self) -> None:
+        if self.connection is not None:
+            self.connection.disconnect()  # the reply must never be read by another claim
+            self._release()
+
+    def _guarded(self, reading: bool) -> bool:
+        connection = self.connection
+        assert connection is not None, "a claim is answered or discarded once"
+        try:
+            try:
+                return self._step(connection, reading)
+            except redis.ConnectionError:
+                if self.retried:
+                    raise
+                # A connection Redis closed (a restart, an idle timeout): once more on a
+                # fresh one. Should the first SET have landed, the retry finds the key and
+                # refuses the assertion: never the reverse.
+                self.retried = True
+                connection.disconnect()
+                connection.send_packed_command(self.command, check_health=False)
+                return self._step(connection, reading) if reading else True
+        except BaseException as exc:
+            # A reply may still be on its way (a timeout, a killed greenlet): close the
+            # socket so that no later claim on this connection reads it.
+            self.discard()
+            if isinstance(exc, redis.RedisError):
+                raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+            raise
+
+    def _step(self, connection: Connection, reading: bool) -> bool:
+        if reading:
+            return connection.read_response() is not None
+        connection.send_packed_command(self.command, check_health=False)
+        return True
+
+    def _release(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            self.idle.append(connection)
 
 
 class RedisRevocationStore:

@@ -146,6 +146,24 @@ def test_concurrent_claims_of_one_key_let_exactly_one_through(stores: Stores) ->
     assert results.count(True) == 1 and results.count(False) == CLAIMERS - 1
 
 
+def test_a_claim_begun_now_is_answered_later(stores: Stores) -> None:
+    pending = stores.replay.begin_claim("jti:later", _in(60))
+    other = stores.replay.begin_claim("jti:later", _in(60))
+    assert pending.result() is True
+    assert other.result() is False
+
+
+def test_a_discarded_claim_still_spends_its_key_and_leaves_no_reply_behind(
+    stores: Stores,
+) -> None:
+    """A request that fails after its claim was sent never reads the answer: the key is
+    spent all the same, and no later claim reads that unread answer as its own (with
+    Redis, the kept connection would otherwise hand "fresh" to the replay below)."""
+    stores.replay.begin_claim("jti:dropped", _in(60)).discard()
+    assert stores.replay.claim("jti:dropped", _in(60)) is False
+    assert stores.replay.claim("jti:next", _in(60)) is True
+
+
 def test_replay_store_ping(stores: Stores) -> None:
     stores.replay.ping()
 
