@@ -59,11 +59,9 @@ class EndpointRequest(OAuth2Request):
 
     def __init__(self, checked: CheckedRequest) -> None:
         request = checked.request
-        super().__init__(
-            request.method,
-            f"{request.scheme}://{request.host}{request.path}",
-            headers=request.headers,
-        )
+        super().__init__(request.method, f"{request.scheme}://{request.host}{request.path}")
+        # Set here: Authlib's ``headers or {}`` would count the WSGI environ's headers.
+        self.headers = request.headers
         self.payload = FormPayload(checked.params)
         self.checked = checked
         # Set by a grant whose only work after client authentication is issuing the token.
