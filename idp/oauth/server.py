@@ -54,12 +54,17 @@ class FormPayload(OAuth2Payload):
 class EndpointRequest(OAuth2Request):
     """Authlib's view of an OAuth endpoint request, cheaper to build than Authlib's Flask
     request: the checked parameters in a plain dict (a missing one costs no exception),
-    and no URL rebuilt with IRI decoding only for the transport check (scheme and host
-    are all that check reads)."""
+    and no URL rebuilt from the WSGI environ.
 
-    def __init__(self, checked: CheckedRequest) -> None:
+    The URL Authlib checks for TLS is the endpoint's public one, under ``IDP_ISSUER``:
+    idp runs behind whatever terminates TLS, so the request it receives is plain HTTP
+    with the public host name, which Authlib would refuse (``insecure_transport``). An
+    ``http://`` issuer on a host other than loopback is refused as before.
+    """
+
+    def __init__(self, checked: CheckedRequest, issuer: str) -> None:
         request = checked.request
-        super().__init__(request.method, f"{request.scheme}://{request.host}{request.path}")
+        super().__init__(request.method, issuer + request.path)
         # Set here: Authlib's ``headers or {}`` would count the WSGI environ's headers.
         self.headers = request.headers
         self.payload = FormPayload(checked.params)
@@ -105,7 +110,7 @@ class IdpAuthorizationServer(AuthorizationServer):
 
     def create_oauth2_request(self, request: CheckedRequest) -> EndpointRequest:
         # The endpoints pass what check_oauth_request returned (idp.oauth.views).
-        return EndpointRequest(request)
+        return EndpointRequest(request, self.runtime.settings.issuer)
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         body = json.dumps(payload) if isinstance(payload, dict) else payload
