@@ -253,25 +253,22 @@ def test_json_bodies_when_enabled(make_app) -> None:
     assert revoke.status_code == 400
 
 
-def test_behind_a_tls_proxy_requests_for_the_public_host_are_served(make_app) -> None:
-    """idp runs behind whatever terminates TLS, so requests reach it over plain HTTP
-    with the public host name; with an https issuer they are served."""
-    app = make_app(IDP_ISSUER="https://idp.example.com")
+@pytest.mark.parametrize(
+    ("issuer", "status", "error"),
+    [
+        # idp runs behind whatever terminates TLS: requests reach it over plain HTTP
+        # with the public host name, and an https issuer is served.
+        ("https://idp.example.com", 200, None),
+        # OAuth over plain HTTP is refused (RFC 6749 §3.2 requires TLS at the token
+        # endpoint) unless the issuer is a loopback address, for development.
+        ("http://idp.example.com", 400, "insecure_transport"),
+    ],
+)
+def test_transport_security_is_judged_by_the_public_issuer(make_app, issuer, status, error):
+    app = make_app(IDP_ISSUER=issuer)
     client_id, secret = register(app, auth_method="client_secret_basic")
     response = app.test_client().post(
         "/oidc/token", data=CC, headers=basic(client_id, secret), base_url="http://idp.example.com"
     )
-    assert response.status_code == 200
-    assert response.get_json()["token_type"] == "Bearer"
-
-
-def test_an_http_issuer_off_loopback_is_insecure_transport(make_app) -> None:
-    """OAuth over plain HTTP is refused (RFC 6749 §3.2 requires TLS at the token
-    endpoint) unless the issuer is a loopback address, for development."""
-    app = make_app(IDP_ISSUER="http://idp.example.com")
-    client_id, secret = register(app, auth_method="client_secret_basic")
-    response = app.test_client().post(
-        "/oidc/token", data=CC, headers=basic(client_id, secret), base_url="http://idp.example.com"
-    )
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "insecure_transport"
+    assert response.status_code == status
+    assert response.get_json().get("error") == error
