@@ -24,6 +24,7 @@ from idp.registry import ACCEPTED_JWT_ALGS
 from idp.stores import PendingClaim, ReplayStore, StoreUnavailable
 
 MAX_JTI_LENGTH = 256
+UNREACHABLE = "replay store unreachable; try again later"
 PickKey = Callable[[GuestProtocol], Key]
 # Builds the OAuth error for a broken rule: (rule name for metrics, description).
 ErrorFactory = Callable[[str, str], Exception]
@@ -160,10 +161,9 @@ class AssertionValidator:
             later.add(claim)
 
 
-UNREACHABLE = "replay store unreachable; try again later"
-
-
 class DeferredClaim:
+    """One started replay check and the error its validator raises for a replay."""
+
     def __init__(self, pending: PendingClaim, error: ErrorFactory) -> None:
         self.pending = pending
         self.error = error

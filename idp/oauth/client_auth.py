@@ -22,14 +22,6 @@ from idp.settings import Settings
 from idp.stores import ReplayStore
 
 
-class ClientKeyPicker(KeyPicker):
-    """The client's key for its assertion; a missing key is invalid_client."""
-
-    def __init__(self, client: OAuthClient, resolver: ClientKeyResolver) -> None:
-        super().__init__(client.row, resolver, ClientAuthFailed)
-        self.client = client
-
-
 class PrivateKeyJWTAuth(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
@@ -67,7 +59,8 @@ class PrivateKeyJWTAuth(JWTBearerClientAssertion):
         request.client = client
         self._check_registration(client, form)
         # RFC 7523 §3 wants 'iss' to be the client too; the validator checks it.
-        picker = ClientKeyPicker(client, self.key_resolver)
+        # The client's key named by the assertion's kid; a missing key is invalid_client.
+        picker = KeyPicker(client.row, self.key_resolver, ClientAuthFailed)
         later = request.checked.deferred if request.defer_replay_checks else None
         self.validator.validate_parsed(parsed, picker, issuer=client_id, later=later)
         return self.authenticate_client(client)
