@@ -11,7 +11,11 @@ stack (Flask, joserfc, gunicorn with the same worker settings):
     algorithm, then ``iss`` = ``sub`` = client_id, ``aud`` = the issuer or the token
     endpoint, ``exp`` in the future, ``iat``/``nbf`` not in the future (with skew),
     ``exp - iat`` within the maximum lifetime, ``jti`` present. There is no replay
-    store: a replayed assertion is accepted, by design;
+    store, by design, unless ``replay_redis_url`` is set (the "ceiling-replay" server):
+    then the assertion's jti is claimed with idp's own ``RedisReplayStore``, sent once
+    the assertion is verified and read once the token is signed, as idp does, and a
+    replay is refused (401 ``invalid_client``). That measures what the cross-process
+    replay check costs on this stack, apart from everything else idp does;
   - scope = requested ∩ the client's scopes (all of them when none is asked);
   - an ES256 JWT access token (RFC 9068: ``typ: at+jwt``, ``kid``; ``iss, sub, aud,
     exp, iat, jti, client_id, scope``), ``Cache-Control: no-store``;
@@ -20,8 +24,9 @@ stack (Flask, joserfc, gunicorn with the same worker settings):
 
 Configuration: a JSON file named by ``BENCH_CEILING_CONFIG`` (written by
 token_bench.py): ``issuer, token_endpoint, audience, ttl, clock_skew,
-max_assertion_lifetime, signing_jwk`` (private) and ``clients``: ``{client_id:
-{"scope": "...", "secret_sha256": "..."} | {"scope": "...", "jwk": {...public...}}}``.
+max_assertion_lifetime, signing_jwk`` (private), ``replay_redis_url`` (optional) and
+``clients``: ``{client_id: {"scope": "...", "secret_sha256": "..."} | {"scope": "...",
+"jwk": {...public...}}}``.
 
 Served by ``gunicorn bench.ceiling_app:app`` (token_bench.py passes idp's gunicorn
 settings).
@@ -77,6 +82,19 @@ class Client:
             self.alg = record["jwk"]["alg"]
 
 
+def _replay_store() -> Any:
+    url = CONFIG.get("replay_redis_url")
+    if not url:
+        return None
+    # Imported only here: the plain ceiling depends on nothing of idp's.
+    import redis
+
+    from idp.stores.redis_store import RedisReplayStore
+
+    return RedisReplayStore(redis.Redis.from_url(url, socket_timeout=5))
+
+
+REPLAY_STORE = _replay_store()
 CLIENTS = {client_id: Client(client_id, record) for client_id, record in CONFIG["clients"].items()}
 
 app = Flask(__name__)
@@ -114,7 +132,8 @@ def _basic_client(header: str) -> Client:
     return client
 
 
-def _assertion_client(assertion: str, form_client_id: str | None) -> Client:
+def _assertion_client(assertion: str, form_client_id: str | None) -> tuple[Client, Any]:
+    """The client, and the claim of the assertion's jti when there is a replay store."""
     # The issuer names the client (and so the key): read it before the signature is
     # checked, trust nothing else from the unverified payload.
     try:
@@ -149,22 +168,33 @@ def _assertion_client(assertion: str, form_client_id: str | None) -> Client:
         raise ClientError("lifetime")
     if not isinstance(claims.get("jti"), str) or not claims["jti"]:
         raise ClientError("jti")
-    return client
+    if REPLAY_STORE is None:
+        return client, None
+    return client, REPLAY_STORE.begin_claim(f"ceiling:{client_id}:{claims['jti']}", exp)
 
 
 @app.post("/oidc/token")
 def token() -> Response:
     form = request.form
+    claim = None
     try:
         header = request.headers.get("Authorization", "")
         if header[:6].lower() == "basic ":
             client = _basic_client(header)
         elif form.get("client_assertion_type") == ASSERTION_TYPE and form.get("client_assertion"):
-            client = _assertion_client(form["client_assertion"], form.get("client_id"))
+            client, claim = _assertion_client(form["client_assertion"], form.get("client_id"))
         else:
             raise ClientError("no client authentication")
     except ClientError as exc:
         return _error(401, "invalid_client", str(exc))
+    try:
+        return _issue(form, client, claim)
+    finally:
+        if claim is not None:
+            claim.discard()  # unread when refused before the token was signed
+
+
+def _issue(form: Any, client: Client, claim: Any) -> Response:
     if form.get("grant_type") != "client_credentials":
         return _error(400, "unsupported_grant_type", "client_credentials only")
     requested = form.get("scope")
@@ -186,6 +216,9 @@ def token() -> Response:
     access_token = jwt.encode(
         {"alg": "ES256", "typ": "at+jwt", "kid": SIGNING_KID}, claims, SIGNING_KEY
     )
+    # The replay check's answer, read only now: its round trip overlapped the signing.
+    if claim is not None and not claim.result():
+        return _error(401, "invalid_client", "assertion replayed")
     body = {"access_token": access_token, "token_type": "Bearer", "expires_in": TTL}
     body["scope"] = scope
     response = Response(json.dumps(body), mimetype="application/json")

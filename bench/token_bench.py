@@ -12,9 +12,12 @@ In one run, the same load generator (wrk with bench/token_bench.lua) measures
 * ``node-cluster``: the same in N processes (node's cluster module), replay detection
   in the same private Redis (workers share no memory);
 * ``ceiling``: bench/ceiling_app.py, Flask + joserfc with no storage, served by
-  gunicorn with idp's gunicorn settings and worker count.
+  gunicorn with idp's gunicorn settings and worker count;
+* ``ceiling-replay``: the same app with idp's Redis replay check (idp's
+  ``RedisReplayStore`` on the same private Redis, counted in its CPU), private_key_jwt
+  scenarios only: what cross-process replay safety costs on this stack by itself.
 
-All four use the same issuer, client_ids, client keys and secret, so one pool of
+All of them use the same issuer, client_ids, client keys and secret, so one pool of
 pre-signed client assertions (unique ``jti`` each) serves them all; a server never
 sees an assertion twice, except in the replay check. Scenarios: private_key_jwt ES256
 and RS256, client_secret_basic, GET /oidc/jwks, and the password grant (idp only),
@@ -82,7 +85,7 @@ LOG_TAIL = 30
 REPLAY_DISTANCE = 2500  # other requests between first use and the late replay
 DEFAULT_CONNECTIONS = "8,32,64"
 
-SERVERS = ("idp", "node", "node-cluster", "ceiling")
+SERVERS = ("idp", "node", "node-cluster", "ceiling", "ceiling-replay")
 SCENARIOS = ("es256", "rs256", "basic", "jwks", "password")
 SCENARIO_LABELS = {
     "es256": "private_key_jwt ES256",
@@ -659,11 +662,18 @@ class NodeServer(Server):
 
 
 class CeilingServer(Server):
-    name = "ceiling"
-    replay_store = False
+    """The ceiling app; with ``redis``, the ceiling-replay server (idp's replay check)."""
 
-    def __init__(self, tmp: Path, args: argparse.Namespace, config: dict) -> None:
+    def __init__(
+        self, tmp: Path, args: argparse.Namespace, config: dict, redis: Redis | None = None
+    ) -> None:
+        self.name = "ceiling-replay" if redis is not None else "ceiling"
         super().__init__(tmp)
+        self.redis = redis
+        self.replay_store = redis is not None
+        if redis is not None:
+            # Its own database: the ceiling's jti keys never meet idp's or node's.
+            config = dict(config, replay_redis_url=redis.url(2))
         self.workers = args.workers
         self.gunicorn_args = shlex.split(args.ceiling_args)
         self.config_path = self.tmp / "config.json"
@@ -682,6 +692,10 @@ class CeilingServer(Server):
             BENCH_CEILING_CONFIG=str(self.config_path),
         )
 
+    def start(self) -> None:
+        super().start()
+        self.extra_pids = self.redis.pids() if self.redis is not None else []
+
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn", "--config", "python:idp.observability.gunicorn_conf",
@@ -694,7 +708,11 @@ class CeilingServer(Server):
         return (
             f"`gunicorn --config python:idp.observability.gunicorn_conf --workers {self.workers}"
             f"{extra} ceiling_app:app` (bench/ceiling_app.py; {self.settings}), no storage, "
-            "no replay store"
+            + (
+                "replay check in Redis with idp's RedisReplayStore"
+                if self.redis
+                else "no replay store"
+            )
         )
 
 
@@ -1192,7 +1210,7 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
         rows = groups[key]
         name = key[0]
         vs_node = ratio(key) if name.startswith("node") else ""
-        vs_ceiling = ratio(key) if name == "ceiling" else ""
+        vs_ceiling = ratio(key) if name.startswith("ceiling") else ""
         flag = " (pool exhausted)" if any(r.result.exhausted for r in rows) else ""
         lines.append(
             f"| {name} | {SCENARIO_LABELS[key[1]]} | {key[2]} "
@@ -1209,8 +1227,9 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
         f"({rounds}tokens/s: 200 responses per second, for GET /oidc/jwks JWKS responses per "
         "second; latency from wrk, all responses; errors: non-200 responses plus socket "
         "errors and timeouts; CPU ms/token: user+system CPU of the server's processes and, for "
-        "idp, its PostgreSQL and Redis, for node-cluster its Redis, per 200 response, from "
-        "/proc; idp/node and idp/ceiling: idp's tokens/s divided by this row's, same scenario "
+        "idp, its PostgreSQL and Redis, for node-cluster and ceiling-replay their Redis, per "
+        "200 response, from /proc; idp/node and idp/ceiling: idp's tokens/s divided by this "
+        "row's, same scenario "
         "and connections, measured in the same round: above 1 means idp is faster"
         + (", median and range of the per-round ratios" if args.rounds > 1 else "")
         + ")",
@@ -1518,10 +1537,18 @@ def ceiling_config(issuer: str, keys: dict, clients: Clients) -> dict:
     }
 
 
+def measured(server_name: str, scenario: str) -> bool:
+    """The password grant is idp's alone; ceiling-replay differs from the ceiling only
+    where there is an assertion to claim."""
+    if scenario == "password":
+        return server_name == "idp"
+    return server_name != "ceiling-replay" or scenario in ("es256", "rs256")
+
+
 def smoke_test(server: Server, bench: Bench, scenarios: list[str]) -> None:
     """One request per scenario, so a misconfiguration stops the run before measuring."""
     for scenario in scenarios:
-        if scenario == "password" and server.name != "idp":
+        if not measured(server.name, scenario):
             continue
         method, path, source, auth, expect = bench.scenario_request(server, scenario)
         headers = {"Authorization": auth} if auth != "-" else {}
@@ -1589,6 +1616,10 @@ def main(argv: list[str] | None = None) -> int:
             servers["ceiling"] = CeilingServer(
                 tmp, args, ceiling_config(issuer, keys, bench.clients)
             )
+        if "ceiling-replay" in args.server_list:
+            servers["ceiling-replay"] = CeilingServer(
+                tmp, args, ceiling_config(issuer, keys, bench.clients), redis
+            )
         for alg in ("ES256", "RS256"):
             if alg.lower() in args.scenario_list:
                 bench.pools[alg].ensure(args.pool)
@@ -1603,7 +1634,7 @@ def main(argv: list[str] | None = None) -> int:
             for connections in args.connection_list:
                 for scenario in args.scenario_list:
                     for name in order:
-                        if scenario == "password" and name != "idp":
+                        if not measured(name, scenario):
                             continue
                         if not all(pool.fresh() for pool in bench.pools.values()):
                             raise BenchError("the pre-signed assertions are about to expire")
