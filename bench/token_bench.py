@@ -1191,13 +1191,13 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
         values = [v for r in rows if not math.isnan(v := value(r))]
         return statistics.median(values) if values else math.nan
 
-    def ratio(key: tuple[str, str, int]) -> str:
-        """idp's tokens/s over this row's: the median of the per-round ratios."""
-        idp_rows = {r.round: r for r in groups.get(("idp", key[1], key[2]), [])}
+    def ratio(key: tuple[str, str, int], over: str = "idp") -> str:
+        """``over``'s tokens/s over this row's: the median of the per-round ratios."""
+        over_rows = {r.round: r for r in groups.get((over, key[1], key[2]), [])}
         per_round = [
-            idp_rows[r.round].result.rate / r.result.rate
-            for r in groups[key]
-            if r.round in idp_rows and r.result.rate
+            over_rows[r.round].result.rate / r.result.rate
+            for r in groups.get(key, [])
+            if r.round in over_rows and r.result.rate
         ]
         if not per_round:
             return ""
@@ -1222,6 +1222,15 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
             f"| {vs_node} | {vs_ceiling} |"
         )
     rounds = f"medians over {args.rounds} rounds; " if args.rounds > 1 else ""
+    for name, scenario, connections in keys:
+        if name == "ceiling-replay" and (
+            cost := ratio(("ceiling", scenario, connections), over="ceiling-replay")
+        ):
+            lines += [
+                "",
+                f"Replay check alone, {SCENARIO_LABELS[scenario]} c={connections}: "
+                f"ceiling-replay/ceiling {cost}",
+            ]
     lines += [
         "",
         f"({rounds}tokens/s: 200 responses per second, for GET /oidc/jwks JWKS responses per "
