@@ -19,20 +19,16 @@ from sqlalchemy.engine import Engine
 
 from idp.models import db
 from idp.observability.logs import REQUEST_ID_HEADER, configure_logging, request_id
+from idp.paths import APP_NAME, project_base_dir
 from idp.runtime import EXTENSION_KEY, build_runtime
 from idp.settings import Settings, load_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def project_base_dir(app: Flask) -> Path:
-    """Where relative paths in settings point: the folder holding ``instance/``."""
-    return Path(app.instance_path).parent
-
-
 def create_app(settings: Settings | None = None, *, web: bool = True) -> Flask:
     configure_logging()
-    app = Flask("idp")
+    app = Flask(APP_NAME)
     settings = (settings or load_settings()).anchored(project_base_dir(app))
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,

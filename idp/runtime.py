@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 
-from idp.keys import BaseKeyStore, KeyRing
+from idp.keys import BaseKeyStore
 from idp.keys.factory import build_key_store
+from idp.keys.ring import KeyRing
 from idp.lifetimes import Lifetimes
 from idp.registrations import ClientRegistry
 from idp.revocations import Revoker

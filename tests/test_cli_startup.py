@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from idp.paths import project_base_dir
+from idp.runtime import runtime
+
 HEAVY = ("alembic", "flask_migrate", "authlib", "requests", "redis")
 PROBE = """
 import json, sys
@@ -44,3 +47,32 @@ def test_a_command_loads_no_heavy_module_it_does_not_need(
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     unneeded = set(HEAVY) - ({"redis"} if "IDP_REDIS_URL" in idp_env else set())
     assert loaded & unneeded == set()
+
+
+def test_keys_list_reads_the_key_folder_without_the_database_layer(
+    app, idp_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The file store is listed from its folder, without building the app: the command's
+    own output is the app's key store, and SQLAlchemy is never imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "keys", "list", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    listing, _, modules = done.stdout.rstrip("\n").rpartition("\n")
+    with app.app_context():
+        expected = [record.as_json() for record in runtime().key_store.records()]
+    assert json.loads(listing) == expected
+    assert [k["state"] for k in expected] == ["active", "next"]  # the control: keys to list
+    loaded = set(json.loads(modules))
+    assert "idp" in loaded  # the probe saw the command's imports
+    assert loaded & {"sqlalchemy", "flask_sqlalchemy"} == set()
+
+
+def test_commands_find_relative_paths_where_the_app_does(app) -> None:
+    assert project_base_dir() == project_base_dir(app)

@@ -1,6 +1,10 @@
-"""Signing keys: the stores with their rotation rules and the workers' cached view."""
+"""Signing keys: the stores with their rotation rules (``idp.keys.store``, and
+``idp.keys.database`` for PostgreSQL) and the workers' cached view (``idp.keys.ring``).
 
-from idp.keys.ring import KeyRing, LoadedKeys
+Only the store's names are here: importing the package stays as light as reading a key
+folder (``idp keys list``), without the ring's SQLAlchemy and logging set-up.
+"""
+
 from idp.keys.store import (
     BaseKeyStore,
     FileKeyStore,
@@ -14,9 +18,7 @@ __all__ = [
     "BaseKeyStore",
     "FileKeyStore",
     "KeyRecord",
-    "KeyRing",
     "KeyStore",
-    "LoadedKeys",
     "PruneResult",
     "RotationResult",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 
-from idp.keys import KeyRing
+from idp.keys.ring import KeyRing
 from idp.lifetimes import Lifetimes
 from idp.oauth.clients import OAuthClient
 from idp.settings import Settings

@@ -15,8 +15,9 @@ from freezegun import freeze_time
 from sqlalchemy import select, update
 
 from idp.errors import ConfigurationError, KeyStoreError
-from idp.keys import FileKeyStore, KeyRing, ring
+from idp.keys import FileKeyStore, ring
 from idp.keys.database import DatabaseKeyStore
+from idp.keys.ring import KeyRing
 from idp.keys.sealing import KeySealer
 from idp.models import SigningKey, db
 from idp.runtime import runtime

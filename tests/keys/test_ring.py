@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from joserfc import jwt
 
-from idp.keys import KeyRing, KeyStore, ring
+from idp.keys import KeyStore, ring
+from idp.keys.ring import KeyRing
 
 
 @pytest.fixture(autouse=True)

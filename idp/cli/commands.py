@@ -1,4 +1,5 @@
-"""The ``idp`` command: Flask's click machinery around the application factory."""
+"""The ``idp`` commands that work on the database: init and serve, tenants, clients,
+issuers, users, audit and purge. Loaded by ``idp.cli`` when the command line names one."""
 
 from __future__ import annotations
 
@@ -6,23 +7,21 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import click
-from flask import Flask
-from flask.cli import AppGroup, ScriptInfo
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.admin import clients as client_admin
 from idp.admin import issuers as issuer_admin
 from idp.admin import tenants as tenant_admin
+from idp.cli.output import describe_fields, emit, json_option
 from idp.errors import IdpError
-from idp.keys import KeyRecord
 from idp.models import DEFAULT_TENANT, User, db, utcnow
-from idp.registry import AUTH_METHODS, GRANT_TYPES, SIGNING_ALGS
+from idp.registry import AUTH_METHODS, GRANT_TYPES
 from idp.runtime import runtime
 from idp.settings import load_settings
 from idp.users.records import user_record
@@ -35,23 +34,6 @@ from idp.users.service import (
     set_lock,
     set_password,
 )
-
-cli = AppGroup("idp", help="idp: OAuth 2.0 / OpenID Connect authorization server.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def emit(data: Any, as_json: bool, describe: Callable[[Any], str]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    items = data if isinstance(data, list) else [data]
-    for item in items:
-        click.echo(describe(item))
-
-
-def _describe_fields(record: dict[str, Any]) -> str:
-    return "  ".join(f"{name}={value}" for name, value in record.items() if value is not None)
-
 
 # -- init / serve ------------------------------------------------------------------
 
@@ -72,7 +54,8 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-@cli.command("init")
+@click.command("init")
+@with_appcontext
 @json_option
 def init_command(as_json: bool) -> None:
     """Create or migrate the schema, the default tenant and the first keys."""
@@ -104,7 +87,7 @@ def init_command(as_json: bool) -> None:
     emit(summary, as_json, lambda s: f"idp initialised: {s['database']}, keys in {s['keys_dir']}")
 
 
-@cli.command("serve", with_appcontext=False)
+@click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -140,7 +123,6 @@ def serve_command(host: str, port: int, workers: int) -> None:
 # -- tenants ----------------------------------------------------------------------
 
 tenants = AppGroup("tenants", help="Manage tenants.")
-cli.add_command(tenants)
 
 
 def _tenant_record(tenant: Any) -> dict[str, Any]:
@@ -153,19 +135,18 @@ def _tenant_record(tenant: Any) -> dict[str, Any]:
 def tenants_create(name: str, as_json: bool) -> None:
     tenant = tenant_admin.create_tenant(name)
     db.session.commit()
-    emit(_tenant_record(tenant), as_json, _describe_fields)
+    emit(_tenant_record(tenant), as_json, describe_fields)
 
 
 @tenants.command("list")
 @json_option
 def tenants_list(as_json: bool) -> None:
-    emit([_tenant_record(t) for t in tenant_admin.list_tenants()], as_json, _describe_fields)
+    emit([_tenant_record(t) for t in tenant_admin.list_tenants()], as_json, describe_fields)
 
 
 # -- clients ----------------------------------------------------------------------
 
 clients = AppGroup("clients", help="Manage OAuth clients.")
-cli.add_command(clients)
 
 
 def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
@@ -181,7 +162,7 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
 
 def _describe_client(record: dict[str, Any]) -> str:
     shown = {k: v for k, v in record.items() if k != "jwks"}
-    return _describe_fields(shown)
+    return describe_fields(shown)
 
 
 @clients.command("create")
@@ -263,7 +244,7 @@ def clients_show(client_id: str, as_json: bool) -> None:
 def clients_delete(client_id: str, as_json: bool) -> None:
     client = client_admin.delete_client(client_id, runtime().revoker)
     db.session.commit()
-    emit({"client_id": client.id, "deleted": True}, as_json, _describe_fields)
+    emit({"client_id": client.id, "deleted": True}, as_json, describe_fields)
 
 
 @clients.command("rotate-secret")
@@ -273,13 +254,12 @@ def clients_rotate_secret(client_id: str, as_json: bool) -> None:
     """Replace the client's secret; the new one is shown once and the old stops working."""
     client, secret = client_admin.rotate_client_secret(client_id)
     db.session.commit()
-    emit({"client_id": client.id, "client_secret": secret}, as_json, _describe_fields)
+    emit({"client_id": client.id, "client_secret": secret}, as_json, describe_fields)
 
 
 # -- issuers ----------------------------------------------------------------------
 
 issuers = AppGroup("issuers", help="Manage trusted assertion issuers (jwt-bearer grant).")
-cli.add_command(issuers)
 
 
 def _describe_issuer(record: dict[str, Any]) -> str:
@@ -338,7 +318,6 @@ def issuers_remove(tenant: str, issuer: str, as_json: bool) -> None:
 # -- users ------------------------------------------------------------------------
 
 users = AppGroup("users", help="Manage users.")
-cli.add_command(users)
 
 # The operator acts outside any client: audit events carry no client_id, as for create.
 OPERATOR = None
@@ -362,7 +341,7 @@ def _user_by_id(user_id: str) -> User:
 
 
 def _emit_user(user: User, as_json: bool) -> None:
-    emit(user_record(user), as_json, _describe_fields)
+    emit(user_record(user), as_json, describe_fields)
 
 
 @users.command("create")
@@ -389,7 +368,7 @@ def users_list(tenant: str | None, username: str | None, as_json: bool) -> None:
     tenant_id = tenant_admin.require_tenant(tenant).id if tenant is not None else None
     filters = {"username": username} if username is not None else {}
     found, _total = list_users(tenant_id, filters, limit=None, offset=0)
-    emit([user_record(u) for u in found], as_json, _describe_fields)
+    emit([user_record(u) for u in found], as_json, describe_fields)
 
 
 @users.command("show")
@@ -439,7 +418,7 @@ def users_revoke_tokens(user_id: str, as_json: bool) -> None:
     """Revoke every refresh token of the user and every access token issued so far."""
     revoked = revoke_sessions(_user_by_id(user_id), OPERATOR, runtime().revoker)
     db.session.commit()
-    emit({"revoked": revoked}, as_json, _describe_fields)
+    emit({"revoked": revoked}, as_json, describe_fields)
 
 
 @users.command("reset-password")
@@ -457,153 +436,15 @@ def users_reset_password(user_id: str, password_stdin: bool, as_json: bool) -> N
     _emit_user(user, as_json)
 
 
-# -- keys -------------------------------------------------------------------------
-
-keys = AppGroup("keys", help="Manage signing keys.")
-cli.add_command(keys)
-
-
-def _describe_key(record: dict[str, Any]) -> str:
-    return (
-        f"{record['kid']}  {record['alg']:<6} {record['state']:<8} created {record['created_at']}"
-        + (f"  activated {record['activated_at']}" if record["activated_at"] else "")
-        + (f"  retired {record['retired_at']}" if record["retired_at"] else "")
-    )
-
-
-def _key_json(records: Iterable[KeyRecord]) -> list[dict[str, Any]]:
-    return [r.as_json() for r in records]
-
-
-@keys.command("list")
-@json_option
-def keys_list(as_json: bool) -> None:
-    emit(_key_json(runtime().key_store.records()), as_json, _describe_key)
-
-
-@keys.command("generate")
-@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Default: IDP_SIGNING_ALG.")
-@json_option
-def keys_generate(alg: str | None, as_json: bool) -> None:
-    """Add a next key (published now, signing after the next rotation)."""
-    rt = runtime()
-    record = rt.key_store.generate(alg or rt.settings.signing_alg)
-    emit(record.as_json(), as_json, _describe_key)
-
-
-def _duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    from idp.keys.durations import parse_duration
-
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except IdpError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _describe_skipped(summary: dict[str, Any]) -> str:
-    return (
-        f"nothing to do: active key {summary['active']} has signed for "
-        f"{summary['active_age']} s, not longer than {summary['if_older_than']}"
-    )
-
-
-@keys.command("rotate")
-@click.option("--force", is_flag=True, help="Rotate even if the next key is younger than max-age.")
-@click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Alg of a new next key.")
-@click.option(
-    "--if-older-than",
-    "older_than",
-    metavar="DURATION",
-    callback=_duration_option,
-    help="Rotate only when the active key has signed longer than this (90d, 12h, 30m, 3600s); "
-    "otherwise do nothing and exit 0. For schedulers.",
-)
-@json_option
-def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: bool) -> None:
-    """Oldest next → active, active → retired; a new next key when none is left."""
-    from idp.keys.durations import format_duration
-
-    rt = runtime()
-    result = rt.key_store.rotate(
-        alg or rt.settings.signing_alg,
-        min_next_age=rt.settings.jwks_max_age,
-        force=force,
-        older_than=older_than,
-    )
-    if older_than is None:
-        emit(_key_json(result.records), as_json, _describe_key)
-        return
-    # A scheduler's run reports one object either way, so a wrapper can tell the cases apart.
-    active = next((r for r in result.records if r.state == "active"), None)
-    summary: dict[str, Any] = {
-        "rotated": result.rotated,
-        "if_older_than": format_duration(older_than),
-        "active": active.kid if active else None,
-        "active_age": result.active_age,
-        "keys": _key_json(result.records),
-    }
-    if result.rotated:
-        emit(summary, as_json, lambda s: "\n".join(_describe_key(k) for k in s["keys"]))
-    else:
-        emit(summary, as_json, _describe_skipped)
-
-
-@keys.command("prune")
-@click.option("--force", is_flag=True, help="Also remove retired keys still inside the window.")
-@json_option
-def keys_prune(force: bool, as_json: bool) -> None:
-    """Remove retired keys that no unexpired token can still need."""
-    rt = runtime()
-    window = rt.lifetimes.outlived_by_every_token(db.session)
-    result = rt.key_store.prune(min_retired_age=window, force=force)
-    emit(_key_json(result.removed), as_json, lambda r: f"removed {_describe_key(r)}")
-    if result.kept_young:
-        kids = ", ".join(r.kid for r in result.kept_young)
-        raise IdpError(
-            f"refusing to prune {kids}: retired less than {window} s ago (longest access-token "
-            "lifetime plus clock skew), so tokens it signed may still be valid; "
-            "wait, or pass --force"
-        )
-
-
-@keys.command("import-files")
-@click.option(
-    "--from",
-    "source",
-    type=click.Path(file_okay=False),
-    help="Key folder to copy from. Default: IDP_KEYS_DIR.",
-)
-@json_option
-def keys_import_files(source: str | None, as_json: bool) -> None:
-    """Copy a file key store (keys and states) into the database key store."""
-    from idp.keys import FileKeyStore
-    from idp.keys.database import DatabaseKeyStore
-
-    rt = runtime()
-    if not isinstance(rt.key_store, DatabaseKeyStore):
-        raise IdpError(
-            "the key store in use is the file store: set IDP_KEY_STORE=database and "
-            "IDP_KEYS_ENCRYPTION_KEY to import into the database"
-        )
-    files = FileKeyStore(source or rt.settings.keys_dir)
-    if not files.records():
-        raise IdpError(f"no keys to import in {files.location}")
-    records = rt.key_store.import_keys(files.snapshot())
-    emit(_key_json(records), as_json, lambda r: f"imported {_describe_key(r)}")
-
-
 # -- audit ------------------------------------------------------------------------
 
 audit = AppGroup("audit", help="Read the audit trail.")
-cli.add_command(audit)
 
 
 def _describe_event(record: dict[str, Any]) -> str:
     fields = {k: record[k] for k in ("tenant", "client_id", "user_id", "request_id")}
     detail = json.dumps(record["detail"], sort_keys=True) if record["detail"] else ""
-    return f"{record['at']}  {record['event']}  {_describe_fields(fields)}  {detail}".rstrip()
+    return f"{record['at']}  {record['event']}  {describe_fields(fields)}  {detail}".rstrip()
 
 
 @audit.command("list")
@@ -633,7 +474,8 @@ def _describe_purge(report: dict[str, Any]) -> str:
     return f"{verb}: {counts}"
 
 
-@cli.command("purge")
+@click.command("purge")
+@with_appcontext
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
 @json_option
 def purge_command(dry_run: bool, as_json: bool) -> None:
@@ -643,23 +485,3 @@ def purge_command(dry_run: bool, as_json: bool) -> None:
 
     report = purge(runtime().settings, dry_run=dry_run)
     emit(report.as_json(), as_json, _describe_purge)
-
-
-def _create_cli_app() -> Flask:
-    from idp.app import create_app
-
-    # No web side: a command starts without importing Authlib, Alembic or the views.
-    return create_app(web=False)
-
-
-def main(argv: list[str] | None = None) -> None:
-    info = ScriptInfo(create_app=_create_cli_app, set_debug_flag=False)
-    try:
-        cli.main(args=argv, prog_name="idp", obj=info)
-    except IdpError as exc:
-        click.echo(f"idp: error: {exc}", err=True)
-        sys.exit(1)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        click.echo(f"idp: error: database: {reason} (did you run 'idp init'?)", err=True)
-        sys.exit(1)
