@@ -28,23 +28,30 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 
+def _probe(idp_env: dict[str, str], cwd: Path, command: list[str]) -> tuple[str, set[str]]:
+    """Run ``idp <command>`` in a fresh interpreter: its output, and the top-level
+    modules it had imported when it finished."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    output, _, modules = done.stdout.rstrip("\n").rpartition("\n")
+    return output, set(json.loads(modules))
+
+
 @pytest.mark.parametrize(
     "command", [["keys", "list"], ["tenants", "list"], ["audit", "list"], ["purge", "--dry-run"]]
 )
 def test_a_command_loads_no_heavy_module_it_does_not_need(
     app, idp_env: dict[str, str], tmp_path: Path, command: list[str]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *command],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    _, loaded = _probe(idp_env, tmp_path, command)
     unneeded = set(HEAVY) - ({"redis"} if "IDP_REDIS_URL" in idp_env else set())
     assert loaded & unneeded == set()
 
@@ -54,22 +61,11 @@ def test_keys_list_reads_the_key_folder_without_the_database_layer(
 ) -> None:
     """The file store is listed from its folder, without building the app: the command's
     own output is the app's key store, and SQLAlchemy is never imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "keys", "list", "--json"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    listing, _, modules = done.stdout.rstrip("\n").rpartition("\n")
+    listing, loaded = _probe(idp_env, tmp_path, ["keys", "list", "--json"])
     with app.app_context():
         expected = [record.as_json() for record in runtime().key_store.records()]
     assert json.loads(listing) == expected
     assert [k["state"] for k in expected] == ["active", "next"]  # the control: keys to list
-    loaded = set(json.loads(modules))
     assert "idp" in loaded  # the probe saw the command's imports
     assert loaded & {"sqlalchemy", "flask_sqlalchemy"} == set()
 
