@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.models.base import Base, utcnow
@@ -16,6 +16,9 @@ EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # One user's events, newest first (``idp audit list --user``), read from this index
+    # alone, however long the trail grows.
+    __table_args__ = (Index("ix_audit_events_user_id_at", "user_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(EVENT_ID, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.production_only
 
 
 @contextmanager
-def captured() -> Iterator[list[tuple[str, Any]]]:
+def captured(table: str = "users") -> Iterator[list[tuple[str, Any]]]:
     statements: list[tuple[str, Any]] = []
 
     def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM users" in statement:
+        if f"FROM {table}" in statement:
             statements.append((statement, parameters))
 
     event.listen(db.engine, "before_cursor_execute", keep)
