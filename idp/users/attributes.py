@@ -11,7 +11,7 @@ import math
 import re
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from idp import audit
 from idp.errors import IdpError
@@ -22,6 +22,11 @@ from idp.users.service import Conflict
 TYPES = ("STRING", "INTEGER", "DOUBLE", "DATE_WITH_DAY")
 NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_VALUE_LENGTH = 1024
+# A user holds at most this many attributes of each kind (personal, and the others): a
+# user's own token must not grow its rows, or the unpaged lists, without bound, and its
+# personal ones must not crowd out those its managers set. Two concurrent creations may
+# each pass the count; the bound then slips by at most the requests in flight.
+MAX_ATTRIBUTES = 100
 
 # ASCII digits only: str.isdigit and \d also accept other scripts' digits.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -108,6 +113,12 @@ def add_attribute(
     )
     if db.session.scalar(taken) is not None:
         raise Conflict(f"the user already has an attribute named {name!r}")
+    held = select(func.count()).where(
+        UserAttribute.user_id == user.id, UserAttribute.is_personal.is_(personal)
+    )
+    if (db.session.scalar(held) or 0) >= MAX_ATTRIBUTES:
+        kind = "personal" if personal else "non-personal"
+        raise Conflict(f"the user already has {MAX_ATTRIBUTES} {kind} attributes, the most allowed")
     attribute = UserAttribute(
         id=new_uuid(),
         user_id=user.id,

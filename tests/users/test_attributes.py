@@ -8,7 +8,9 @@ import re
 import pytest
 
 from idp.admin.tenants import create_tenant
-from idp.models import AuditEvent, UserAttribute, db
+from idp.models import AuditEvent, UserAttribute, db, utcnow
+from idp.models.base import new_uuid
+from idp.users.attributes import MAX_ATTRIBUTES
 from tests.oauth.helpers import login, make_user, password_client
 from tests.users.conftest import client_token
 from tests.users.test_users_api import RFC3339, assert_problem, create
@@ -199,6 +201,41 @@ def test_duplicate_name_on_the_same_user_is_409(http, admin, user_id) -> None:
     other = create(http, admin, username="other").get_json()["userId"]
     assert add(http, admin, other, name="tier", type="STRING", value="silver").status_code == 201
     assert add(http, admin, user_id, name="Tier", type="STRING", value="x").status_code == 201
+
+
+def _fill(app, user_id: str, *, personal: bool, count: int) -> None:
+    """``count`` attributes of one kind, written directly: the cap, not the route, is tested."""
+    with app.app_context():
+        for index in range(count):
+            name = f"held-{personal}-{index}"
+            db.session.add(
+                UserAttribute(id=new_uuid(), user_id=user_id, name=name, type="STRING",
+                              value="v", is_personal=personal, created_at=utcnow())
+            )  # fmt: skip
+        db.session.commit()
+
+
+def test_a_user_holds_at_most_max_attributes_of_each_kind(http, app, admin, self_token) -> None:
+    user_id, own = self_token
+    _fill(app, user_id, personal=True, count=MAX_ATTRIBUTES - 1)
+    body = {"type": "STRING", "value": "v"}
+    last = http.post("/users/me/attributes", json=body | {"name": "last"}, headers=own)
+    assert last.status_code == 201
+    refused = http.post("/users/me/attributes", json=body | {"name": "one-more"}, headers=own)
+    assert f"{MAX_ATTRIBUTES} personal" in assert_problem(refused, 409)["detail"]
+    # Nor through the management route, which may set personal ones too.
+    assert_problem(add(http, admin, user_id, **body, name="via-admin", isPersonal=True), 409)
+    own_list = http.get("/users/me/attributes", headers=own).get_json()["attributes"]
+    assert len(own_list) == MAX_ATTRIBUTES
+    # The other kind is counted apart: a full personal set crowds out no manager's attribute.
+    assert add(http, admin, user_id, **body, name="segment").status_code == 201
+    _fill(app, user_id, personal=False, count=MAX_ATTRIBUTES - 1)
+    full = add(http, admin, user_id, **body, name="another")
+    assert f"{MAX_ATTRIBUTES} non-personal" in assert_problem(full, 409)["detail"]
+    # Deleting one makes room again.
+    first = listed(http, admin, user_id)[0]["attributeId"]
+    assert http.delete(f"/users/{user_id}/attributes/{first}", headers=admin).status_code == 204
+    assert add(http, admin, user_id, **body, name="another").status_code == 201
 
 
 def test_unknown_and_deleted_users_are_404(http, admin, user_id) -> None:
