@@ -199,6 +199,15 @@ def create_own_attribute(token: AccessToken, body: CreateAttribute) -> Attribute
     return _add_attribute(token, _me(token), body, personal=True)
 
 
+@api.route(
+    "/users/me/attributes/<attribute_id>", "DELETE",
+    summary="Remove one of one's own personal attributes", scope="user:self", status=204,
+    errors=(404,),
+)  # fmt: skip
+def delete_own_attribute(token: AccessToken, attribute_id: str) -> None:
+    _delete_attribute(token, _me(token), attribute_id, personal=True)
+
+
 def _attribute_list(found: list[UserAttribute]) -> AttributeList:
     return AttributeList(
         attributes=[AttributeOut.model_validate(attribute_record(a)) for a in found]
@@ -357,8 +366,11 @@ def create_attribute(token: AccessToken, body: CreateAttribute, user_id: str) ->
     scope="user:update", status=204, errors=(404,),
 )  # fmt: skip
 def delete_attribute(token: AccessToken, user_id: str, attribute_id: str) -> None:
-    user = _user(token, user_id)
-    attribute = attributes.find_attribute(user, attribute_id)
+    _delete_attribute(token, _user(token, user_id), attribute_id, personal=False)
+
+
+def _delete_attribute(token: AccessToken, user: User, attribute_id: str, *, personal: bool) -> None:
+    attribute = attributes.find_attribute(user, attribute_id, personal=personal)
     if attribute is None:
         raise not_found("attribute")
     attributes.delete_attribute(user, attribute, token.claims["client_id"])

@@ -91,15 +91,16 @@ def list_attributes(user: User, *, personal: bool) -> list[UserAttribute]:
     )
 
 
-def find_attribute(user: User, attribute_id: str) -> UserAttribute | None:
-    """One of the user's non-personal attributes; another user's is not found."""
+def find_attribute(user: User, attribute_id: str, *, personal: bool) -> UserAttribute | None:
+    """One of the user's attributes of that kind; another user's, or one of the other
+    kind, is not found."""
     if _ATTRIBUTE_ID.fullmatch(attribute_id) is None:
         return None
     return db.session.scalar(
         select(UserAttribute).where(
             UserAttribute.id == attribute_id,
             UserAttribute.user_id == user.id,
-            UserAttribute.is_personal.is_(False),
+            UserAttribute.is_personal.is_(personal),
         )
     )
 

@@ -25,7 +25,13 @@ def admin(http, app) -> dict[str, str]:
 
 @pytest.fixture
 def self_token(http, app) -> tuple[str, dict[str, str]]:
-    user_id = make_user(app, "selfie", password="Selfie-Password-1")
+    return make_self_token(http, app, "selfie")
+
+
+def make_self_token(http, app, username: str) -> tuple[str, dict[str, str]]:
+    """A new user signed in with ``user:self``: its id and the bearer header of its token."""
+    password = "Selfie-Password-1"
+    user_id = make_user(app, username, password=password)
     client = password_client(app, scope="openid user:self")
-    token = login(http, client, username="selfie", password="Selfie-Password-1").get_json()
+    token = login(http, client, username=username, password=password).get_json()
     return user_id, {"Authorization": f"Bearer {token['access_token']}"}

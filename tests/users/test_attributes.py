@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
 
 from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, UserAttribute, db, utcnow
 from idp.models.base import new_uuid
 from idp.users.attributes import MAX_ATTRIBUTES
 from tests.oauth.helpers import login, make_user, password_client
-from tests.users.conftest import client_token
+from tests.users.conftest import client_token, make_self_token
 from tests.users.test_users_api import RFC3339, assert_problem, create
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -236,6 +237,32 @@ def test_a_user_holds_at_most_max_attributes_of_each_kind(http, app, admin, self
     first = listed(http, admin, user_id)[0]["attributeId"]
     assert http.delete(f"/users/{user_id}/attributes/{first}", headers=admin).status_code == 204
     assert add(http, admin, user_id, **body, name="another").status_code == 201
+
+
+def test_a_user_deletes_its_own_personal_attributes_only(http, app, admin, self_token) -> None:
+    user_id, own = self_token
+    body = {"type": "STRING", "value": "v"}
+    mine = http.post("/users/me/attributes", json=body | {"name": "mine"}, headers=own)
+    shared = add(http, admin, user_id, **body, name="shared").get_json()["attributeId"]
+    _, other = make_self_token(http, app, "other-self")
+    theirs = http.post("/users/me/attributes", json=body | {"name": "theirs"}, headers=other)
+    # Not one of the other kind, nor another user's, nor a malformed id: each is 404.
+    for attribute_id in (shared, theirs.get_json()["attributeId"], "not-an-id"):
+        assert_problem(http.delete(f"/users/me/attributes/{attribute_id}", headers=own), 404)
+    # Nor may management delete a personal one through its own route.
+    attribute_id = mine.get_json()["attributeId"]
+    assert_problem(http.delete(f"/users/{user_id}/attributes/{attribute_id}", headers=admin), 404)
+    gone = http.delete(f"/users/me/attributes/{attribute_id}", headers=own)
+    assert gone.status_code == 204 and gone.get_data() == b""
+    assert http.get("/users/me/attributes", headers=own).get_json() == {"attributes": []}
+    assert [a["attributeId"] for a in listed(http, admin, user_id)] == [shared]
+    assert len(http.get("/users/me/attributes", headers=other).get_json()["attributes"]) == 1
+    assert_problem(http.delete(f"/users/me/attributes/{attribute_id}", headers=own), 404)
+    with app.app_context():
+        deleted = db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "user_attribute_deleted")
+        ).all()
+    assert [(e.user_id, e.detail["attribute_id"]) for e in deleted] == [(user_id, attribute_id)]
 
 
 def test_unknown_and_deleted_users_are_404(http, admin, user_id) -> None:

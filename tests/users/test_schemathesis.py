@@ -79,6 +79,7 @@ def test_own_account_api_conforms_to_its_document(self_token, app) -> None:
     _, headers = self_token
     exercised = run_schema(app, headers, r"^/users/me", None)
     assert sorted(exercised) == [
+        "DELETE /users/me/attributes/{attributeId}",
         "GET /users/me",
         "GET /users/me/attributes",
         "POST /users/me/attributes",
