@@ -383,10 +383,7 @@ def users_show(user_id: str, as_json: bool) -> None:
 @json_option
 def users_lock(user_id: str, as_json: bool) -> None:
     """Lock the user: sign-in refused and its access tokens dead until unlocked."""
-    user = _user_by_id(user_id)
-    set_lock(user, True, OPERATOR, runtime().revoker)
-    db.session.commit()
-    _emit_user(user, as_json)
+    _set_lock(user_id, True, as_json)
 
 
 @users.command("unlock")
@@ -394,8 +391,12 @@ def users_lock(user_id: str, as_json: bool) -> None:
 @json_option
 def users_unlock(user_id: str, as_json: bool) -> None:
     """Unlock the user and reset its bad-attempt counter."""
+    _set_lock(user_id, False, as_json)
+
+
+def _set_lock(user_id: str, locked: bool, as_json: bool) -> None:
     user = _user_by_id(user_id)
-    set_lock(user, False, OPERATOR, runtime().revoker)
+    set_lock(user, locked, OPERATOR, runtime().revoker)
     db.session.commit()
     _emit_user(user, as_json)
 
