@@ -23,7 +23,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Install the package (a regular, non-editable install) from a scratch copy of
 # the source. No source tree stays in /app, so the installed code is the only
 # idp that Python can import.
-COPY pyproject.toml README.md /tmp/src/
+COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY idp/ /tmp/src/idp/
 RUN pip install --no-cache-dir /tmp/src \
     && rm -rf /tmp/src
