@@ -4,6 +4,10 @@
 #   docker run -p 8000:8000 -e IDP_ISSUER=http://127.0.0.1:8000 \
 #       -v idp-keys:/var/lib/idp/keys -v idp-data:/var/lib/idp/data idp
 #
+# PORT (default 8000) is where the default command serves and where the health
+# check asks: `docker run -p 9000:9000 -e PORT=9000 ... idp`. A command of your
+# own that serves elsewhere must set PORT to the same port.
+#
 # Production: set IDP_ISSUER to the public https URL, IDP_DATABASE_URL to
 # postgresql+psycopg://..., IDP_REDIS_URL, and mount the shared key-store volume
 # at /var/lib/idp/keys (writable by uid 10001). See README.md, "Production".
@@ -13,6 +17,7 @@
 # a client that sends its request slowly holds a greenlet, not a worker. Run at
 # least one worker per CPU the container may use (the default is 2):
 # `docker run ... idp serve --host 0.0.0.0 --port 8000 --workers 8`.
+# With no command, the entrypoint runs `idp serve --host 0.0.0.0 --port "$PORT"`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -47,7 +52,8 @@ RUN groupadd --system --gid 10001 idp \
 
 # Absolute paths: a relative one would resolve under the installed package's
 # prefix (/usr/local/var), not in the volumes.
-ENV IDP_KEYS_DIR=/var/lib/idp/keys \
+ENV PORT=8000 \
+    IDP_KEYS_DIR=/var/lib/idp/keys \
     IDP_DATABASE_URL=sqlite:////var/lib/idp/data/idp.sqlite3 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/idp-metrics
 
@@ -59,9 +65,10 @@ EXPOSE 8000
 USER idp
 
 # Ready = database, Redis (when configured) and an active signing key.
-# urlopen raises on a 503, so the check then fails.
+# urlopen raises on a 503, so the check then fails. It asks the port in PORT.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/readyz', timeout=4)"]
 
+# No CMD: an exec-form CMD cannot read PORT, so the entrypoint supplies the default
+# command (`idp serve` on $PORT).
 ENTRYPOINT ["/app/config/docker-entrypoint.sh"]
-CMD ["idp", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Entrypoint of the idp image (see Dockerfile).
 #
-# Starting the server (the default command `idp serve ...`, or `gunicorn ...`):
+# Starting the server (with no command, `idp serve` on $PORT; or `idp serve ...`,
+# `gunicorn ...`):
 # run `idp init` (migrations, the default tenant, first keys; a no-op when
 # already done), empty the Prometheus multiprocess folder, then exec the server
 # so it runs as PID 1 and receives docker's SIGTERM directly.
@@ -14,8 +15,9 @@ set -eu
 export PROMETHEUS_MULTIPROC_DIR
 mkdir -p -m 0700 "$PROMETHEUS_MULTIPROC_DIR"
 
+# The default command; the image's health check asks the same PORT.
 if [ "$#" -eq 0 ]; then
-    set -- idp serve --host 0.0.0.0 --port 8000
+    set -- idp serve --host 0.0.0.0 --port "${PORT:-8000}"
 fi
 
 starts_server=false
