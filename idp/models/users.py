@@ -10,7 +10,7 @@ from idp.models.base import Base, new_uuid, utcnow
 from idp.models.tenants import Tenant
 
 _ALIVE = text("deleted_at IS NULL")
-_LINKED_AND_ALIVE = text("deleted_at IS NULL AND subject IS NOT NULL")
+_LINKED = text("subject IS NOT NULL")
 # Users a lock may hold: an operator's lock, or a bad-password lock that has not been
 # cleared yet (it may have lapsed). Few rows, so ?locked= reads a small index.
 LOCK_CANDIDATE = "deleted_at IS NULL AND (locked OR locked_until IS NOT NULL)"
@@ -32,7 +32,7 @@ LOCAL_PROVIDER = "local"
 
 class User(Base):
     __tablename__ = "users"
-    # Uniqueness holds among live users only, so a soft-deleted name can be reused.
+    # Names are unique among live users only, so a soft-deleted name can be reused.
     # Usernames are unique per provider by their RFC 8265 comparison form
     # (idp.users.usernames), so "Alice" and "alice" cannot be two local accounts, while an
     # issuer's "alice" is another person; ``username`` keeps the form given.
@@ -46,15 +46,17 @@ class User(Base):
             sqlite_where=_ALIVE,
             postgresql_where=_ALIVE,
         ),
-        # A jwt-bearer user is the one linked to (issuer, subject) in its tenant.
+        # A jwt-bearer user is the one linked to (issuer, subject) in its tenant. Unlike a
+        # name, the link outlives the user's deletion, so a deleted user stays deleted: its
+        # issuer cannot bring it back as a new user by asserting the subject again.
         Index(
             "uq_users_tenant_provider_subject",
             "tenant_id",
             "provider",
             "subject",
             unique=True,
-            sqlite_where=_LINKED_AND_ALIVE,
-            postgresql_where=_LINKED_AND_ALIVE,
+            sqlite_where=_LINKED,
+            postgresql_where=_LINKED,
         ),
         Index(
             "uq_users_client_client_user_id",

@@ -20,12 +20,11 @@ class ProvisioningRefused(Exception):
 
 
 def find_linked_user(tenant_id: int, provider: str, subject: str) -> User | None:
+    """The user linked to (provider, subject), deleted or not: a deletion ends the user,
+    not the link, so the subject can never be provisioned as someone new."""
     return db.session.scalar(
         select(User).where(
-            User.tenant_id == tenant_id,
-            User.provider == provider,
-            User.subject == subject,
-            User.deleted_at.is_(None),
+            User.tenant_id == tenant_id, User.provider == provider, User.subject == subject
         )
     )
 

@@ -21,8 +21,9 @@ import pytest
 import requests
 
 from idp.admin.issuers import IssuerSpec, add_issuer, remove_issuer
-from idp.models import User, db
+from idp.models import Tenant, User, db
 from idp.runtime import runtime
+from idp.users.linked import provision_linked_user
 from idp.verify import LocalJwks, TokenVerifier
 from tests.conftest import ISSUER
 from tests.oauth.helpers import (
@@ -34,6 +35,7 @@ from tests.oauth.helpers import (
     register,
     unsigned,
 )
+from tests.users.conftest import client_token
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DAUTH = "https://dauth.example.net"
@@ -303,7 +305,14 @@ def test_request_errors(app, http, dauth, issuer_key) -> None:
     assert users_linked(app) == []
 
 
-def test_locked_or_deleted_users_are_refused(app, http, dauth, issuer_key) -> None:
+def every_user_linked(app, subject: str = SUBJECT) -> list[tuple[str, bool]]:
+    """(id, deleted) of each user ever linked to (DAUTH, subject), deleted ones too."""
+    with app.app_context():
+        rows = db.session.query(User).filter_by(provider=DAUTH, subject=subject).all()
+        return [(row.id, row.deleted_at is not None) for row in rows]
+
+
+def test_a_locked_user_is_refused(app, http, dauth, issuer_key) -> None:
     assert grant(http, dauth, statement(issuer_key)).status_code == 200
     [user] = users_linked(app)
     with app.app_context():
@@ -311,13 +320,50 @@ def test_locked_or_deleted_users_are_refused(app, http, dauth, issuer_key) -> No
         db.session.commit()
     assert_invalid_grant(grant(http, dauth, statement(issuer_key)), "may not sign in")
     with app.app_context():
-        row = db.session.get(User, user.id)
-        row.locked = False
-        row.deleted_at = row.created_at
+        db.session.get(User, user.id).locked = False
         db.session.commit()
-    # The deleted user is no longer linked: provisioning makes a new one.
-    assert grant(http, dauth, statement(issuer_key)).status_code == 200
-    assert len(users_linked(app)) == 1 and users_linked(app)[0].id != user.id
+    assert grant(http, dauth, statement(issuer_key)).status_code == 200  # control
+
+
+def test_a_deleted_user_is_refused_and_never_provisioned_again(
+    app, http, dauth, issuer_key
+) -> None:
+    first = grant(http, dauth, statement(issuer_key, preferred_username="alice.eth"))
+    assert first.status_code == 200
+    [user] = users_linked(app)
+    admin = {"Authorization": f"Bearer {client_token(http, app, scope='user:delete')}"}
+    assert http.delete(f"/users/{user.id}", headers=admin).status_code == 204
+    # Each assertion is fresh (its own jti), some under another name: the issuer vouches
+    # for the subject again and again, and the deleted user stays deleted.
+    for claims in ({}, {"preferred_username": "alice.eth"}, {"preferred_username": "bob"}):
+        assert_invalid_grant(grant(http, dauth, statement(issuer_key, **claims)), "may not sign")
+    assert every_user_linked(app) == [(user.id, True)]
+    # Controls: another subject is provisioned, and may take the deleted user's name (a
+    # name is freed by the deletion, the link is not).
+    other = grant(http, dauth, statement(issuer_key, "0xother", preferred_username="alice.eth"))
+    assert other.status_code == 200, other.get_json()
+    [newcomer] = users_linked(app, "0xother")
+    assert newcomer.username == "alice.eth" and newcomer.id != user.id
+
+
+def test_a_deleted_user_is_refused_without_provisioning_too(app, http, issuer_key) -> None:
+    add(app, issuer_key)
+    client = register(app, auth_method="client_secret_basic", grant_types=[GRANT], scope="openid")
+    user_id = link_user(app, SUBJECT)
+    assert grant(http, client, statement(issuer_key)).status_code == 200  # control
+    admin = {"Authorization": f"Bearer {client_token(http, app, scope='user:delete')}"}
+    assert http.delete(f"/users/{user_id}", headers=admin).status_code == 204
+    assert_invalid_grant(grant(http, client, statement(issuer_key)), "may not sign in")
+    assert every_user_linked(app) == [(user_id, True)]
+
+
+def link_user(app, subject: str) -> str:
+    """A user linked to (DAUTH, subject), as an operator would set one up ahead of use."""
+    with app.app_context():
+        tenant = db.session.query(Tenant).filter_by(name="default").one()
+        user = provision_linked_user(tenant, DAUTH, subject, "linked", [], "operator")
+        db.session.commit()
+        return user.id
 
 
 def test_discovery_lists_the_grant(http) -> None:
