@@ -17,6 +17,7 @@ from flask import Flask, Response
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from idp.database import bound_postgres_waits, engine_options
 from idp.models import db
 from idp.observability.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from idp.paths import APP_NAME, project_base_dir
@@ -30,9 +31,11 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> Flask:
     configure_logging()
     app = Flask(APP_NAME)
     settings = (settings or load_settings()).anchored(project_base_dir(app))
+    # Requests wait for the database a bounded time; CLI commands as long as their work.
+    wait_limit = settings.database_timeout if web else None
     app.config.update(
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url, wait_limit),
         MAX_CONTENT_LENGTH=settings.max_body,
         MAX_FORM_MEMORY_SIZE=settings.max_body,
     )
@@ -43,6 +46,8 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> Flask:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
         _keep_sqlite_private(engine)
+    elif wait_limit is not None:
+        bound_postgres_waits(engine, wait_limit)
     app.extensions[EXTENSION_KEY] = build_runtime(settings, engine)
     if web:
         init_migrations(app)
@@ -82,21 +87,6 @@ def _send_request_id(response: Response) -> Response:
     return response
 
 
-def _engine_options(url: str) -> dict[str, Any]:
-    # hide_parameters keeps bound values (hashes, emails) out of error messages and logs.
-    if url.startswith("sqlite"):
-        return {"hide_parameters": True, "connect_args": {"timeout": 30}}
-    # No pre-ping: it costs a round trip on every checkout. A connection found dead fails
-    # its request with a 503 (idp.http_errors), and SQLAlchemy then discards every pooled
-    # connection opened before it, so the next requests connect afresh; pool_recycle
-    # retires idle connections before a server or proxy timeout closes them.
-    return {
-        "hide_parameters": True,
-        "pool_recycle": 300,
-        "connect_args": {"connect_timeout": 5},
-    }
-
-
 SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 
@@ -112,8 +102,13 @@ def _keep_sqlite_private(engine: Engine) -> None:
     def create_private(*_: Any) -> None:
         # Before each DBAPI connect: SQLite would create a missing database with the
         # umask's mode (often 0644), and it gives -wal/-shm/-journal the database's mode.
-        with contextlib.suppress(OSError):  # e.g. no folder yet: SQLite reports it itself
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # O_EXCL opens nothing when the file exists. Closing any descriptor of an open
+        # database drops every POSIX lock this process holds on it (fcntl(2)), including
+        # the shared lock of its other SQLite connections; another process closing its
+        # last connection then takes itself for the last user, checkpoints and deletes
+        # the WAL, and this process goes on committing into the deleted file.
+        with contextlib.suppress(OSError):  # it exists, or no folder yet (SQLite says so)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
     event.listen(engine, "do_connect", create_private)
 
@@ -128,8 +123,8 @@ def _make_private(path: Path) -> None:
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets gunicorn workers read while one writes; foreign keys are off by default in SQLite.
+    # The busy timeout is sqlite3.connect's timeout (idp.database.engine_options).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
