@@ -23,6 +23,8 @@ import sys
 
 from gunicorn.glogging import Logger
 
+from idp.observability.one_line import one_line_handlers
+
 worker_class = "gevent"
 # Connections one worker holds at once (gunicorn's default, stated here).
 worker_connections = 1000
@@ -39,7 +41,9 @@ errorlog = "-"
 loglevel = "info"  # override with GUNICORN_CMD_ARGS="--log-level debug"
 # The access log must never carry secrets: no query strings, no request headers. The one
 # response header logged, X-Request-ID, ties an access line to idp's log lines and audit
-# events; idp only echoes a caller's id that is short printable ASCII.
+# events; idp only echoes a caller's id made of A-Z a-z 0-9 . _ : - (no space or "=").
+# The method and the decoded path are quoted (gunicorn escapes '"'), and AccessLogger
+# escapes line breaks in every line, so a path cannot add a field or a line of its own.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss request_id=%({x-request-id}o)s'
 # gunicorn builds every atom it knows for each line (all request and response headers,
 # the whole WSGI environ), then escapes each: about a tenth of a token request's CPU.
@@ -60,6 +64,11 @@ REQUEST_ID_ATOM = "{x-request-id}o"
 
 
 class AccessLogger(Logger):
+    def setup(self, cfg):
+        super().setup(cfg)
+        # Access and error log alike: one line per record, whatever the request held.
+        one_line_handlers(self.error_log, self.access_log)
+
     def atoms(self, resp, req, environ, request_time):
         if self.cfg.access_log_format != access_log_format:
             return super().atoms(resp, req, environ, request_time)
