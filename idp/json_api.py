@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from idp.bearer import BearerError, authenticate, bearer_error_response
+from idp.json_body import JsonRefused, load_json
 from idp.problems import problem_response
 from idp.verify import AccessToken
 
@@ -148,6 +149,12 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     if request.mimetype != JSON_TYPE:
         raise ApiProblem(415, "Unsupported Media Type", f"the body must be {JSON_TYPE}")
     raw = request.get_data(cache=False)
+    try:
+        # pydantic keeps the last of a repeated member; idp refuses the body instead.
+        load_json(raw)
+    except JsonRefused as exc:
+        if exc.name is not None:
+            raise ApiProblem(400, "Bad Request", f"body {exc}") from None
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from flask import Request
 from werkzeug.datastructures import MultiDict
 
+from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
 
@@ -57,7 +58,14 @@ def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedR
 
 
 def _read_json_as_form(request: Request) -> MultiDict[str, str]:
-    data = request.get_json(silent=True)
+    try:
+        data = load_json(request.get_data(cache=False))
+    except JsonRefused as exc:
+        if exc.name is not None:
+            raise MalformedRequest(
+                "duplicate", f"parameter '{exc.name}' is given more than once"
+            ) from None
+        data = None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise MalformedRequest("json", "a JSON body must be an object of string values")
     return MultiDict(data)
