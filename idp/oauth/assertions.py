@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
@@ -22,8 +22,10 @@ from idp.claims import ClaimError, check_times
 from idp.oauth.errors import TemporarilyUnavailable
 from idp.registry import ACCEPTED_JWT_ALGS
 from idp.stores import PendingClaim, ReplayStore, StoreUnavailable
+from idp.text import is_storable
 
 MAX_JTI_LENGTH = 256
+TEXT_RULE = "a string without NUL or lone surrogates"
 UNREACHABLE = "replay store unreachable; try again later"
 PickKey = Callable[[GuestProtocol], Key]
 # Builds the OAuth error for a broken rule: (rule name for metrics, description).
@@ -51,6 +53,12 @@ def parse_assertion(assertion: str) -> ParsedAssertion:
     if not isinstance(claims, dict):
         raise ValueError("the payload is not a JSON object")
     return ParsedAssertion(token, claims)
+
+
+def _is_name(value: Any) -> TypeGuard[str]:
+    """A non-empty string the user store and replay store can hold: ``sub`` names a
+    client or a linked user, ``jti`` becomes a replay-store key (``idp.text``)."""
+    return isinstance(value, str) and value != "" and is_storable(value)
 
 
 @dataclass(frozen=True)
@@ -117,8 +125,8 @@ class AssertionValidator:
     def _check_claims(self, claims: dict[str, Any], issuer: str) -> None:
         if claims.get("iss") != issuer:
             raise self.error("iss", "assertion 'iss' is not the expected issuer")
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise self.error("sub", "assertion 'sub' is required")
+        if not _is_name(claims.get("sub")):
+            raise self.error("sub", f"assertion 'sub' is required ({TEXT_RULE})")
         self._check_audience(claims.get("aud"))
         try:
             check_times(
@@ -133,9 +141,9 @@ class AssertionValidator:
                 )
             raise self.error(exc.rule, description) from None
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
+        if not _is_name(jti) or len(jti) > MAX_JTI_LENGTH:
             raise self.error(
-                "jti", f"assertion 'jti' is required (a string of 1-{MAX_JTI_LENGTH} chars)"
+                "jti", f"assertion 'jti' is required (1-{MAX_JTI_LENGTH} chars, {TEXT_RULE})"
             )
 
     def _check_audience(self, audience: Any) -> None:

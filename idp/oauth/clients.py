@@ -9,6 +9,7 @@ from flask import g
 
 from idp.models import ClientRegistration
 from idp.registrations import ClientRegistry
+from idp.text import is_storable
 
 MAX_CLIENT_ID_LENGTH = 64
 
@@ -59,10 +60,14 @@ class OAuthClient(ClientMixin):
 
 def client_lookup(registry: ClientRegistry) -> Callable[[object], OAuthClient | None]:
     """Authlib's ``query_client``: the registry's cached registration, looked up once per
-    request however many authentication methods Authlib tries."""
+    request however many authentication methods Authlib tries. An id no client can have
+    (the wrong type or length, a NUL or lone surrogate from an assertion's ``sub``) is
+    unknown without a query."""
 
     def query_client(client_id: object) -> OAuthClient | None:
         if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH:
+            return None
+        if not is_storable(client_id):
             return None
         found: dict[str, OAuthClient | None] = g.setdefault("idp_clients", {})
         if client_id not in found:

@@ -26,6 +26,7 @@ from idp.oauth.errors import GrantRefused
 from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, user_scope
 from idp.settings import Settings
 from idp.stores import ReplayStore
+from idp.text import is_storable
 from idp.users.linked import (
     MAX_SUBJECT_LENGTH,
     ProvisioningRefused,
@@ -99,7 +100,8 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
         # The issuer named by the unverified payload only picks the keys to verify with.
         _, unverified = self.extract_assertion(assertion)
         name = unverified.get("iss")
-        row = find_issuer(client.row.tenant_id, name) if isinstance(name, str) else None
+        known = isinstance(name, str) and is_storable(name)
+        row = find_issuer(client.row.tenant_id, name) if known else None
         if row is None:
             raise GrantRefused("issuer", "assertion 'iss' is not a trusted issuer of this tenant")
         return IssuerRegistration.of(row)

@@ -1,26 +1,33 @@
 """Input rules every OAuth endpoint (token, revoke, introspect) enforces before Authlib runs.
 
 RFC 6749 §3.2 and §2.3: parameters come form-encoded in the body, each at most once,
-and a client uses exactly one authentication method per request.
+and a client uses exactly one authentication method per request. Every value is text a
+database can hold (``idp.text``), so nothing later has to ask.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
+from authlib.oauth2 import OAuth2Error
 from flask import Request
 from werkzeug.datastructures import MultiDict
 
 from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
+from idp.text import is_storable
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FORM_TYPE = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
 MAX_PARAMETER_LENGTH = 16384
+CLIENT_AUTH_PARAMETERS = frozenset(
+    {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
+)
+MALFORMED_BASIC = "malformed Basic credentials"
 
 
 @dataclass
@@ -50,11 +57,22 @@ def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedR
             raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
         if len(values[0]) > MAX_PARAMETER_LENGTH:
             raise MalformedRequest("too_long", f"parameter '{name}' is too long")
-        if "\x00" in values[0] or "\x00" in name:
-            raise MalformedRequest("nul", "parameters must not contain NUL characters")
+        if not (is_storable(name) and is_storable(values[0])):
+            raise _unstorable(name)
         params[name] = values[0]
     _check_client_authentication(params, request.headers.get("Authorization"))
     return CheckedRequest(request, params)
+
+
+def _unstorable(name: str) -> OAuth2Error:
+    """NUL or a lone surrogate: no stored value can equal it. Client credentials get the
+    answer a wrong one gets (invalid_client, as for the Basic header); any other
+    parameter is malformed (RFC 6749 §5.2)."""
+    if name in CLIENT_AUTH_PARAMETERS:
+        return ClientAuthFailed("characters", f"parameter '{name}' holds a NUL or lone surrogate")
+    return MalformedRequest(
+        "characters", "parameters must not contain NUL or lone surrogate characters"
+    )
 
 
 def _read_json_as_form(request: Request) -> MultiDict[str, str]:
@@ -95,9 +113,14 @@ def _check_basic(authorization: str) -> None:
     if scheme.lower() != "basic":
         raise ClientAuthFailed("basic", "only the Basic authorization scheme is accepted here")
     try:
+        # ValueError: a header that is not ASCII (binascii.Error is one too).
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise ClientAuthFailed("basic", "malformed Basic credentials") from None
+    except ValueError:
+        raise ClientAuthFailed("basic", MALFORMED_BASIC) from None
     client_id, colon, secret = decoded.partition(":")
     if not colon or not client_id or not secret:
-        raise ClientAuthFailed("basic", "malformed Basic credentials")
+        raise ClientAuthFailed("basic", MALFORMED_BASIC)
+    # Both parts are form-encoded (RFC 6749 §2.3.1), and Authlib decodes them so: a %00
+    # is a NUL by the time the client is looked up.
+    if not (is_storable(unquote(client_id)) and is_storable(unquote(secret))):
+        raise ClientAuthFailed("basic", MALFORMED_BASIC)
