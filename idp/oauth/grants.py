@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 BAD_CREDENTIALS = "invalid username or password"
+REFRESH_REFUSED = "refresh token is unknown, expired or revoked"
 # One metrics reason for unknown user, wrong password and locked user: metrics must not
 # tell whether a username exists (the audit log, for operators, keeps the detail).
 SIGN_IN_FAILURE_RULE = "bad_credentials"
@@ -154,7 +155,11 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
             raise GrantRefused(
                 "reuse", "refresh token was already used; its sessions are revoked", durable=True
             ) from None
-        return _RefreshTokenView(row) if row is not None else None
+        if row is None:
+            # One answer for every case, so that a token of another client or one revoked
+            # after a password change tells its holder no more than an unknown one does.
+            raise GrantRefused("refresh_token", REFRESH_REFUSED)
+        return _RefreshTokenView(row)
 
     def authenticate_user(self, refresh_token: Any) -> IdpUser | None:
         row = refresh_token.row

@@ -11,9 +11,10 @@ import requests
 from freezegun import freeze_time
 
 from idp.models import AuditEvent, RefreshToken, User, db, utcnow
+from idp.oauth.grants import REFRESH_REFUSED
 from idp.refresh_tokens import token_hash
 from idp.users.passwords import hash_password
-from tests.oauth.helpers import basic, login, make_user, password_client, refresh
+from tests.oauth.helpers import PASSWORD, basic, login, make_user, password_client, refresh
 
 
 @pytest.fixture
@@ -30,6 +31,12 @@ def alice(app):
 def session(http, client, alice):
     body = login(http, client, scope="openid user:read user:self").get_json()
     return body["refresh_token"]
+
+
+def assert_refused(response, description: str = REFRESH_REFUSED) -> None:
+    """invalid_grant with the description every other error carries."""
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "invalid_grant", "error_description": description}
 
 
 def test_refresh_rotates_the_token(http, app, client, session) -> None:
@@ -51,9 +58,8 @@ def test_refresh_rotates_the_token(http, app, client, session) -> None:
 def test_reusing_a_used_token_revokes_the_whole_family(http, app, client, session) -> None:
     newest = refresh(http, client, session).get_json()["refresh_token"]
     reuse = refresh(http, client, session)
-    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
-    dead = refresh(http, client, newest)
-    assert dead.status_code == 400 and dead.get_json()["error"] == "invalid_grant"
+    assert_refused(reuse, "refresh token was already used; its sessions are revoked")
+    assert_refused(refresh(http, client, newest))
     with app.app_context():
         events = [e.event for e in db.session.query(AuditEvent).all()]
         assert "refresh_reuse_detected" in events
@@ -71,8 +77,7 @@ def test_scope_may_narrow_but_not_widen(http, client, session) -> None:
 
 def test_another_client_cannot_use_it(http, app, session) -> None:
     thief = password_client(app)
-    stolen = refresh(http, thief, session)
-    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_grant"
+    assert_refused(refresh(http, thief, session))  # as if unknown
 
 
 def test_a_failed_refresh_does_not_consume_the_token(http, client, session) -> None:
@@ -94,7 +99,17 @@ def test_user_state_changes_kill_refresh_tokens(http, app, client, alice, sessio
             user.password_changed_at = utcnow() + timedelta(seconds=1)
         db.session.commit()
     response = refresh(http, client, session)
-    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+    assert_refused(response, "the user of this refresh token can no longer sign in")
+
+
+def test_a_password_changed_through_the_api_ends_the_session_with_a_reason(
+    http, client, alice, session
+) -> None:
+    renewed = refresh(http, client, session).get_json()
+    change = {"currentPassword": PASSWORD, "newPassword": "Another-Password-7"}
+    headers = {"Authorization": f"Bearer {renewed['access_token']}"}
+    assert http.put("/users/me/password", json=change, headers=headers).status_code == 204
+    assert_refused(refresh(http, client, renewed["refresh_token"]))
 
 
 def test_absolute_lifetime(http, app, alice) -> None:
@@ -107,8 +122,7 @@ def test_absolute_lifetime(http, app, alice) -> None:
         assert renewed["refresh_token_expires_in"] == 100  # a refresh never extends the login
         token = renewed["refresh_token"]
         clock.tick(timedelta(seconds=101))  # 601 s after the login: past the lifetime
-        expired = refresh(http, client, token)
-        assert expired.status_code == 400 and expired.get_json()["error"] == "invalid_grant"
+        assert_refused(refresh(http, client, token))
 
 
 def test_without_an_absolute_lifetime_no_expiry_is_announced(http, app, alice) -> None:
@@ -117,7 +131,7 @@ def test_without_an_absolute_lifetime_no_expiry_is_announced(http, app, alice) -
 
 
 def test_unknown_and_missing_refresh_tokens(http, client) -> None:
-    assert refresh(http, client, "not-a-token").get_json()["error"] == "invalid_grant"
+    assert_refused(refresh(http, client, "not-a-token"))
     missing = http.post("/oidc/token", data={"grant_type": "refresh_token"}, headers=basic(*client))
     assert missing.status_code == 400 and missing.get_json()["error"] == "invalid_request"
 
