@@ -1,11 +1,13 @@
-"""The README's "Coming from another platform" guide, run as written: every shell block of
-each platform's section is executed with bash and curl against a live server, so the
-guide cannot rot."""
+"""The README run as written against a live server, so it cannot rot: the worked example
+from its first block to the token verifier, in one shell as a newcomer follows it, and
+every shell block of the "Coming from another platform" guide, with bash and curl."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,22 +26,83 @@ from tests.oauth.helpers import (
     register,
 )
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+MAKE_SERVE_ISSUER = "http://127.0.0.1:8000"
+MAKE_SERVE_DATABASE = '"sqlite:///$CHECKOUT/instance/idp.sqlite3"'
 GUIDE_TITLE = "## Coming from another platform"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DAUTH = "https://dauth.example.net"
 
 
+def section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(title)
+    end = text.find("\n## ", start + len(title))
+    return text[start : end if end != -1 else None]
+
+
+def walkthrough_script() -> str:
+    """The worked example as one bash script, blocks in order: shell blocks as written,
+    and each Python block saved under the file name on its first line, as the README
+    asks the reader to do."""
+    parts = []
+    blocks = re.findall(r"```(sh|python)\n(.*?)```", section("## Worked example"), re.S)
+    for language, body in blocks:
+        if language == "python":
+            name = re.match(r"# ([\w.-]+\.py): ", body)
+            assert name, f"a Python block without its file name: {body[:60]!r}"
+            parts.append(f"cat > {name.group(1)} <<'PYTHON'\n{body}PYTHON\n")
+        else:
+            parts.append(body)
+    return "\n".join(parts)
+
+
+def test_the_worked_example(app, idp_env, live_server, tmp_path: Path) -> None:
+    """From a shell in a checkout to a verified token; what differs from `make serve` is
+    only where the server and its database are."""
+    env = {name: value for name, value in idp_env.items() if name != "IDP_ISSUER"}
+    server = live_server(env, workers=1)  # its issuer is its own URL (idp serve --port)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(REPO / ".venv")
+    script = walkthrough_script()
+    assert MAKE_SERVE_ISSUER in script and MAKE_SERVE_DATABASE in script
+    script = script.replace(MAKE_SERVE_ISSUER, server)
+    script = script.replace(MAKE_SERVE_DATABASE, shlex.quote(idp_env["IDP_DATABASE_URL"]))
+    scratch_parent = tmp_path / "tmp"
+    scratch_parent.mkdir()
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=checkout,
+        env={"PATH": "/usr/bin:/bin", "TMPDIR": str(scratch_parent), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    [scratch] = scratch_parent.iterdir()
+    # The secrets and the private key stay in the reader's own folder, not the checkout.
+    assert stat.S_IMODE(scratch.stat().st_mode) == 0o700
+    assert {p.name for p in checkout.iterdir()} == {".venv"}
+    assert {"reporting.json", "client-private.jwk"} <= {p.name for p in scratch.iterdir()}
+
+    secret_token, end = json.JSONDecoder().raw_decode(done.stdout)
+    assert secret_token["scope"] == "accounts:read payments:read"
+    assert secret_token["token_type"] == "Bearer"
+    printed = done.stdout[end:].split()
+    ledger_sync = json.loads((scratch / "ledger-sync.json").read_text())["client_id"]
+    # get_token.py printed a token; verify_token.py accepted the next one, for its scope.
+    assert printed[0].count(".") == 2
+    assert printed[1:] == [ledger_sync, "accounts:read"]
+
+
 def platform_blocks() -> dict[str, list[str]]:
     """Shell blocks by platform (the ### headings of the guide)."""
-    text = README.read_text()
-    start = text.index(GUIDE_TITLE)
-    end = text.find("\n## ", start + len(GUIDE_TITLE))
-    guide = text[start : end if end != -1 else None]
     blocks: dict[str, list[str]] = {}
-    for section in re.split(r"\n### ", guide)[1:]:
-        name = section.splitlines()[0].strip()
-        blocks[name] = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    for platform in re.split(r"\n### ", section(GUIDE_TITLE))[1:]:
+        name = platform.splitlines()[0].strip()
+        blocks[name] = re.findall(r"```sh\n(.*?)```", platform, flags=re.DOTALL)
     return blocks
 
 
