@@ -254,6 +254,16 @@ def _read_toml(path: str) -> dict[str, Any]:
     return data
 
 
+def is_configured(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether setting ``name`` is given by ``environ`` or its IDP_CONFIG file, rather
+    than left to the built-in default."""
+    env = os.environ if environ is None else environ
+    if ENV_PREFIX + name.upper() in env:
+        return True
+    config_file = env.get("IDP_CONFIG")
+    return name in _read_toml(config_file) if config_file else False
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``environ`` (default ``os.environ``) and its IDP_CONFIG file."""
     env = os.environ if environ is None else environ

@@ -23,7 +23,7 @@ from idp.errors import IdpError
 from idp.models import DEFAULT_TENANT, User, db, utcnow
 from idp.registry import AUTH_METHODS, GRANT_TYPES
 from idp.runtime import runtime
-from idp.settings import load_settings
+from idp.settings import is_configured, load_settings
 from idp.users.records import user_record
 from idp.users.service import (
     create_user,
@@ -87,6 +87,16 @@ def init_command(as_json: bool) -> None:
     emit(summary, as_json, lambda s: f"idp initialised: {s['database']}, keys in {s['keys_dir']}")
 
 
+def _served_issuer(host: str, port: int) -> str:
+    """``http://host:port``; a wildcard address is reached on loopback, and an IPv6
+    address is bracketed (RFC 3986 §3.2.2)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 -- compared, not bound
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -101,6 +111,10 @@ def serve_command(host: str, port: int, workers: int) -> None:
     """Serve the app with gunicorn (gevent workers: a slow client holds a greenlet, not a
     worker; settings in idp.observability.gunicorn_conf)."""
     load_settings()  # a bad setting stops here with one line, not in every worker
+    if not is_configured("issuer"):
+        # The workers advertise the address they are served on, so tokens, metadata and
+        # the audiences of assertions all name the URL clients actually call.
+        os.environ["IDP_ISSUER"] = _served_issuer(host, port)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers share metrics through files; a fresh folder per server start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
