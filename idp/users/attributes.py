@@ -12,6 +12,7 @@ import re
 from datetime import date
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.errors import IdpError
@@ -24,8 +25,8 @@ NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_VALUE_LENGTH = 1024
 # A user holds at most this many attributes of each kind (personal, and the others): a
 # user's own token must not grow its rows, or the unpaged lists, without bound, and its
-# personal ones must not crowd out those its managers set. Two concurrent creations may
-# each pass the count; the bound then slips by at most the requests in flight.
+# personal ones must not crowd out those its managers set. The bound holds under concurrent
+# creations too (add_attribute counts while no other creation for the user can commit).
 MAX_ATTRIBUTES = 100
 
 # ASCII digits only: str.isdigit and \d also accept other scripts' digits.
@@ -108,18 +109,15 @@ def find_attribute(user: User, attribute_id: str, *, personal: bool) -> UserAttr
 def add_attribute(
     user: User, *, name: str, type_: str, value: str, personal: bool, actor: str | None
 ) -> UserAttribute:
+    """Add the attribute, or raise InvalidAttribute or Conflict. A Conflict found after the
+    row was written rolls the session back: call it before the request writes anything else."""
     check_attribute(name, type_, value)
+    _serialise_additions(user)
     taken = select(UserAttribute.id).where(
         UserAttribute.user_id == user.id, UserAttribute.name == name
     )
     if db.session.scalar(taken) is not None:
         raise Conflict(f"the user already has an attribute named {name!r}")
-    held = select(func.count()).where(
-        UserAttribute.user_id == user.id, UserAttribute.is_personal.is_(personal)
-    )
-    if (db.session.scalar(held) or 0) >= MAX_ATTRIBUTES:
-        kind = "personal" if personal else "non-personal"
-        raise Conflict(f"the user already has {MAX_ATTRIBUTES} {kind} attributes, the most allowed")
     attribute = UserAttribute(
         id=new_uuid(),
         user_id=user.id,
@@ -130,6 +128,17 @@ def add_attribute(
         created_at=utcnow(),
     )
     db.session.add(attribute)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the same name, added by a concurrent request
+        db.session.rollback()
+        raise Conflict(f"the user already has an attribute named {name!r}") from None
+    # Counted after the write, inside its transaction: the new row is included, and no
+    # concurrent addition for this user can commit before this transaction ends.
+    if _held(user, personal=personal) > MAX_ATTRIBUTES:
+        db.session.rollback()
+        kind = "personal" if personal else "non-personal"
+        raise Conflict(f"the user already has {MAX_ATTRIBUTES} {kind} attributes, the most allowed")
     audit.record(
         "user_attribute_created",
         tenant=user.tenant.name,
@@ -141,6 +150,25 @@ def add_attribute(
         personal=personal,
     )
     return attribute
+
+
+def _serialise_additions(user: User) -> None:
+    """Make additions to one user's attributes take turns until this transaction ends.
+
+    PostgreSQL: the user's row is locked (FOR NO KEY UPDATE, which leaves the foreign-key
+    checks of other tables' inserts alone), so a concurrent addition waits here and then
+    counts the rows this one committed. SQLite renders no FOR clause: it lets one
+    transaction write at a time, and add_attribute counts only once its own write has
+    taken that lock.
+    """
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
+
+
+def _held(user: User, *, personal: bool) -> int:
+    held = select(func.count()).where(
+        UserAttribute.user_id == user.id, UserAttribute.is_personal.is_(personal)
+    )
+    return db.session.scalar(held) or 0
 
 
 def delete_attribute(user: User, attribute: UserAttribute, actor: str | None) -> None:
