@@ -34,7 +34,10 @@ JSONISH = st.recursive(
     ),
     max_leaves=10,
 )
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+# The examples share the test's app on purpose: one app per example would cost seconds.
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def assert_oauth_error(response) -> None:
