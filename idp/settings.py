@@ -49,6 +49,9 @@ class Settings:
     refresh_reuse_grace: int = 0
     metrics_token: str | None = None
     token_json_bodies: bool = False
+    # Seconds a request waits for the database (a connection, a pooled one, an answer)
+    # before it is answered 503 (idp.database).
+    database_timeout: int = 2
     # Housekeeping (`idp purge`): days audit events are kept (0 = forever), and days a
     # used refresh token of a login without an absolute lifetime is kept so that its
     # reuse is still detected.
@@ -235,6 +238,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "refresh_reuse_grace": _int(0),
     "metrics_token": _parse_optional_secret,
     "token_json_bodies": _parse_bool,
+    "database_timeout": _int(1),
     "audit_retention_days": _int(0),
     "refresh_reuse_detection_days": _int(1),
 }

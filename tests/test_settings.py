@@ -21,6 +21,7 @@ def test_defaults_match_the_spec() -> None:
         "http://127.0.0.1:8000/oidc/token",
     ]
     assert (settings.max_body, settings.jwks_max_age, settings.clock_skew) == (65536, 300, 30)
+    assert settings.database_timeout == 2
 
 
 def test_environment_overrides_file_which_overrides_defaults(tmp_path: Path) -> None:
@@ -60,6 +61,7 @@ def test_issuer_only_audience_mode() -> None:
         ),
         ("IDP_REDIS_URL", "http://localhost", "IDP_REDIS_URL must be a redis://"),
         ("IDP_MAX_BODY", "12", "IDP_MAX_BODY must be at least 1024"),
+        ("IDP_DATABASE_TIMEOUT", "0", "IDP_DATABASE_TIMEOUT must be at least 1"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(name: str, value: str, message: str) -> None:

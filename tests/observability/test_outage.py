@@ -1,5 +1,7 @@
 """Storage outages answer 503, never 500, at every endpoint, and service resumes by itself
 under real gunicorn workers, a PostgreSQL server or a Redis server stopped under them.
+A database that stalls instead (PostgreSQL's processes frozen, SQLite's write lock held
+by another writer) costs a request no more than IDP_DATABASE_TIMEOUT.
 
 Each endpoint answers in its surface's format: RFC 6749 ``temporarily_unavailable`` at
 /oidc/*, RFC 9457 problem+json at /users…, the readiness report at /readyz; every 503
@@ -10,6 +12,7 @@ profiles: which exceptions count as an outage (503) and which stay a bug (500).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -292,6 +295,75 @@ def test_a_redis_outage_is_503_where_redis_is_needed(
     finally:
         live_server.stop_all()
         postgres_server.drop_database(name)
+
+
+# -- a stalled database: every wait is bounded (IDP_DATABASE_TIMEOUT) ----------------------
+
+# IDP_DATABASE_TIMEOUT's default (2 s), plus the time to answer.
+STALL_BOUND = 2.5
+FROZEN_CALLS = (TOKEN_PASSWORD, CREATE_USER, GET_USER, READYZ)
+SQLITE_WRITES = (CREATE_USER, PATCH_USER)
+SQLITE_READS = (GET_USER, READYZ)
+
+
+def _check_unavailable_within(d: Deployment, calls: tuple[Call, ...], bound: float) -> None:
+    for call, response in _send_all(d, calls):
+        _check_unavailable(call, response, dead="database")
+        took = response.elapsed.total_seconds()
+        assert took <= bound, f"{call.name}: 503 after {took:.2f}s, more than {bound}s"
+
+
+@pytest.mark.production_only  # stops PostgreSQL's processes; SQLite's stall is the next test
+def test_a_frozen_database_is_503_within_the_bound_and_service_resumes(
+    stoppable_postgres, run_idp, idp_env, live_server, tmp_path
+) -> None:
+    name = f"frozen_{uuid.uuid4().hex[:12]}"
+    env = {"IDP_DATABASE_URL": stoppable_postgres.create_database(name)}
+    try:
+        d = _provision(run_idp, env, tmp_path, with_key=False)
+        d.base_url = live_server(idp_env | env, workers=2)
+        _get_tokens(d)
+        _check_working(d, FROZEN_CALLS)
+
+        with stoppable_postgres.frozen():  # connections stay open; no answer comes back
+            time.sleep(CHECK_INTERVAL + 0.1)  # past the copies of clients a worker may use
+            # The first round waits on connections the workers hold, whose queries get no
+            # answer; the second on new ones, whose start-up gets none.
+            for _ in range(2):
+                _check_unavailable_within(d, FROZEN_CALLS, STALL_BOUND)
+
+        _wait_ready(d)  # the same idp processes, no restart
+        _check_working(d, FROZEN_CALLS)
+    finally:
+        live_server.stop_all()
+        stoppable_postgres.drop_database(name)
+
+
+def test_a_write_behind_a_held_sqlite_lock_is_503_within_the_bound(
+    profile, run_idp, idp_env, live_server, tmp_path
+) -> None:
+    """SQLite's stall: another writer keeps its one write lock. Reads go on (WAL)."""
+    if profile == "production":
+        pytest.skip("SQLite only, which the embedded profile runs; PostgreSQL's is above")
+    path = tmp_path / "locked.sqlite3"
+    env = {"IDP_DATABASE_URL": f"sqlite:///{path}"}
+    d = _provision(run_idp, env, tmp_path, with_key=False)
+    d.base_url = live_server(idp_env | env, workers=2)
+    _get_tokens(d)
+    _check_working(d, SQLITE_WRITES + SQLITE_READS)
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        for call in SQLITE_WRITES:  # one at a time: a waiting write holds up its worker
+            _check_unavailable_within(d, (call,), STALL_BOUND)
+        for call in SQLITE_READS:
+            response = call.send(d)
+            assert response.status_code == 200, f"{call.name}: {response.text[:300]}"
+    finally:
+        holder.close()
+
+    _check_working(d, SQLITE_WRITES + SQLITE_READS)
 
 
 # -- which errors are outages: in process, both profiles -----------------------------------

@@ -328,7 +328,34 @@ class _Stoppable:
 
 
 class StoppablePostgres(_Stoppable, PostgresServer):
-    """A PostgreSQL server a test may stop (and start again)."""
+    """A PostgreSQL server a test may stop (and start again), or freeze."""
+
+    def _postmaster_pid(self) -> int:
+        pid_file = Path(self.executor.datadir) / "postmaster.pid"
+        return int(pid_file.read_text().splitlines()[0])
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Every server process stopped (SIGSTOP), as in a fail-over or a storage stall.
+
+        Its sockets stay open and the kernel still acknowledges what clients send: only
+        the answers stop. The postmaster goes first, so that no new backend is forked.
+        """
+        postmaster = self._postmaster_pid()
+        pids = [postmaster]
+        os.kill(postmaster, signal.SIGSTOP)
+        try:
+            children = subprocess.run(
+                ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=True
+            ).stdout.split()
+            for pid in map(int, children):
+                pids.append(pid)
+                os.kill(pid, signal.SIGSTOP)
+            yield
+        finally:
+            for pid in reversed(pids):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
 
 def _postgres_from(executor: Any, cls: type[PostgresServer] = PostgresServer) -> PostgresServer:
