@@ -109,7 +109,13 @@ class UserAttribute(Base):
     to the user alone, through /users/me/attributes."""
 
     __tablename__ = "user_attributes"
-    __table_args__ = (UniqueConstraint("user_id", "name"),)
+    # A name is unique among one kind of the user's attributes: a manager's clash with a
+    # personal name it cannot see would tell it that name.
+    __table_args__ = (
+        UniqueConstraint(
+            "user_id", "is_personal", "name", name="uq_user_attributes_user_id_is_personal_name"
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -23,6 +23,7 @@ from idp.users.schemas import (
     LockStatus,
     ResetPassword,
     RevokedCount,
+    UpdateAttribute,
     UpdateUser,
     UserList,
     UserOut,
@@ -200,6 +201,17 @@ def create_own_attribute(token: AccessToken, body: CreateAttribute) -> Attribute
 
 
 @api.route(
+    "/users/me/attributes/<attribute_id>", "PUT",
+    summary="Change the value of one of one's own personal attributes", scope="user:self",
+    body=UpdateAttribute, response=AttributeOut, errors=(404,),
+)  # fmt: skip
+def update_own_attribute(
+    token: AccessToken, body: UpdateAttribute, attribute_id: str
+) -> AttributeOut:
+    return _update_attribute(token, _me(token), attribute_id, body, personal=True)
+
+
+@api.route(
     "/users/me/attributes/<attribute_id>", "DELETE",
     summary="Remove one of one's own personal attributes", scope="user:self", status=204,
     errors=(404,),
@@ -227,12 +239,29 @@ def _add_attribute(
             actor=token.claims["client_id"],
         )
     except attributes.InvalidAttribute as exc:
-        errors = [{"field": exc.field, "message": str(exc)}]
-        raise ApiProblem(400, "Bad Request", str(exc), errors) from None
+        raise _invalid(exc) from None
     except service.Conflict as exc:
         raise ApiProblem(409, "Conflict", str(exc)) from None
     _commit(f"the user already has an attribute named {body.name!r}")
     return AttributeOut.model_validate(attribute_record(attribute))
+
+
+def _update_attribute(
+    token: AccessToken, user: User, attribute_id: str, body: UpdateAttribute, *, personal: bool
+) -> AttributeOut:
+    attribute = attributes.find_attribute(user, attribute_id, personal=personal)
+    if attribute is None:
+        raise not_found("attribute")
+    try:
+        attributes.update_attribute(user, attribute, body.value, token.claims["client_id"])
+    except attributes.InvalidAttribute as exc:
+        raise _invalid(exc) from None
+    _commit()
+    return AttributeOut.model_validate(attribute_record(attribute))
+
+
+def _invalid(exc: attributes.InvalidAttribute) -> ApiProblem:
+    return ApiProblem(400, "Bad Request", str(exc), [{"field": exc.field, "message": str(exc)}])
 
 
 def _check_current_password(user: User, token: AccessToken, password: str) -> None:
@@ -352,13 +381,33 @@ def list_attributes(token: AccessToken, user_id: str) -> AttributeList:
 
 
 @api.route(
-    "/users/<user_id>/attributes", "POST", summary="Add an attribute to a user",
+    "/users/<user_id>/attributes", "POST",
+    summary="Add an attribute to a user (not a personal one)",
     scope="user:update", body=CreateAttribute, response=AttributeOut, status=201,
     errors=(404, 409),
 )  # fmt: skip
 def create_attribute(token: AccessToken, body: CreateAttribute, user_id: str) -> AttributeOut:
     user = _user(token, user_id)
-    return _add_attribute(token, user, body, personal=body.isPersonal)
+    if body.isPersonal:
+        # A personal attribute is the user's own word: no one makes one on its behalf.
+        raise ApiProblem(
+            403,
+            "Forbidden",
+            "personal attributes are made by their user alone, at /users/me/attributes",
+            [{"field": "isPersonal", "message": "must be false on this route"}],
+        )
+    return _add_attribute(token, user, body, personal=False)
+
+
+@api.route(
+    "/users/<user_id>/attributes/<attribute_id>", "PUT",
+    summary="Change the value of a user's attribute (not a personal one)", scope="user:update",
+    body=UpdateAttribute, response=AttributeOut, errors=(404,),
+)  # fmt: skip
+def update_attribute(
+    token: AccessToken, body: UpdateAttribute, user_id: str, attribute_id: str
+) -> AttributeOut:
+    return _update_attribute(token, _user(token, user_id), attribute_id, body, personal=False)
 
 
 @api.route(

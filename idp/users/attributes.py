@@ -1,7 +1,7 @@
 """User attributes: typed name/value pairs on a user (OBP user attributes).
 
-A personal attribute belongs to the user alone: it is read and written through the user's
-own token, and the management routes never list it. As in idp.users.service, each
+A personal attribute belongs to the user alone: it is made, read, changed and deleted
+through the user's own token, and the management routes never see it. As in idp.users.service, each
 operation adds rows and its audit event to the caller's session; the caller commits.
 """
 
@@ -68,12 +68,18 @@ _PARSERS = {
 
 
 def check_attribute(name: str, type_: str, value: str) -> None:
-    """Raise InvalidAttribute unless ``value`` parses as ``type_`` (the value itself is
-    never quoted back: it may be personal)."""
+    """Raise InvalidAttribute unless ``name`` is well formed and ``value`` parses as
+    ``type_``."""
     if NAME.fullmatch(name) is None:
         raise InvalidAttribute("name", "the name must be 1 to 64 of A-Z a-z 0-9 _ . -")
     if type_ not in _PARSERS:
         raise InvalidAttribute("type", f"the type must be one of {', '.join(TYPES)}")
+    check_value(type_, value)
+
+
+def check_value(type_: str, value: str) -> None:
+    """Raise InvalidAttribute unless ``value`` parses as ``type_`` (the value itself is
+    never quoted back: it may be personal)."""
     if len(value) > MAX_VALUE_LENGTH:
         raise InvalidAttribute("value", f"the value must be at most {MAX_VALUE_LENGTH} characters")
     parses, expected = _PARSERS[type_]
@@ -113,8 +119,12 @@ def add_attribute(
     row was written rolls the session back: call it before the request writes anything else."""
     check_attribute(name, type_, value)
     _serialise_additions(user)
+    # Among the user's attributes of this kind only: the management routes must not learn
+    # the names of personal attributes from a clash.
     taken = select(UserAttribute.id).where(
-        UserAttribute.user_id == user.id, UserAttribute.name == name
+        UserAttribute.user_id == user.id,
+        UserAttribute.is_personal.is_(personal),
+        UserAttribute.name == name,
     )
     if db.session.scalar(taken) is not None:
         raise Conflict(f"the user already has an attribute named {name!r}")
@@ -169,6 +179,24 @@ def _held(user: User, *, personal: bool) -> int:
         UserAttribute.user_id == user.id, UserAttribute.is_personal.is_(personal)
     )
     return db.session.scalar(held) or 0
+
+
+def update_attribute(
+    user: User, attribute: UserAttribute, value: str, actor: str | None
+) -> UserAttribute:
+    """Give the attribute a new value of its type, or raise InvalidAttribute."""
+    check_value(attribute.type, value)
+    attribute.value = value
+    audit.record(
+        "user_attribute_updated",
+        tenant=user.tenant.name,
+        client_id=actor,
+        user_id=user.id,
+        attribute_id=attribute.id,
+        name=attribute.name,
+        personal=attribute.is_personal,
+    )
+    return attribute
 
 
 def delete_attribute(user: User, attribute: UserAttribute, actor: str | None) -> None:

@@ -129,19 +129,30 @@ class UserList(BaseModel):
     )
 
 
+TypedValue = Annotated[
+    AttributeValue,
+    Field(
+        description="must parse as the type: INTEGER an optional sign and digits, DOUBLE"
+        " a finite decimal number, DATE_WITH_DAY a calendar date YYYY-MM-DD"
+    ),
+]
+
+
 class CreateAttribute(_Strict):
     name: AttributeName
     type: AttributeType
-    value: Annotated[
-        AttributeValue,
-        Field(
-            description="must parse as the type: INTEGER an optional sign and digits, DOUBLE"
-            " a finite decimal number, DATE_WITH_DAY a calendar date YYYY-MM-DD"
-        ),
-    ]
+    value: TypedValue
     isPersonal: Annotated[
-        bool, Field(description="visible to the user alone, at /users/me/attributes")
+        bool,
+        Field(
+            description="visible to the user alone: made at /users/me/attributes (true is"
+            " refused with 403 at /users/{userId}/attributes)"
+        ),
     ] = False
+
+
+class UpdateAttribute(_Strict):
+    value: Annotated[TypedValue, Field(description="must parse as the attribute's type")]
 
 
 class AttributeOut(BaseModel):

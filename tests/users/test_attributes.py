@@ -224,8 +224,6 @@ def test_a_user_holds_at_most_max_attributes_of_each_kind(http, app, admin, self
     assert last.status_code == 201
     refused = http.post("/users/me/attributes", json=body | {"name": "one-more"}, headers=own)
     assert f"{MAX_ATTRIBUTES} personal" in assert_problem(refused, 409)["detail"]
-    # Nor through the management route, which may set personal ones too.
-    assert_problem(add(http, admin, user_id, **body, name="via-admin", isPersonal=True), 409)
     own_list = http.get("/users/me/attributes", headers=own).get_json()["attributes"]
     assert len(own_list) == MAX_ATTRIBUTES
     # The other kind is counted apart: a full personal set crowds out no manager's attribute.
@@ -385,15 +383,55 @@ def test_is_personal_is_forced_on_own_attributes(http, self_token) -> None:
     assert sorted(names) == ["n0", "n1"]
 
 
-def test_personal_attributes_set_by_management_are_hidden_from_it(http, admin, self_token) -> None:
+def own_attributes(http, own) -> list[dict]:
+    response = http.get("/users/me/attributes", headers=own)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["attributes"]
+
+
+def test_management_cannot_make_a_personal_attribute(http, app, admin, self_token) -> None:
     user_id, own = self_token
-    made = add(http, admin, user_id, name="kyc", type="DATE_WITH_DAY", value="2026-01-31",
-               isPersonal=True)  # fmt: skip
-    assert made.status_code == 201 and made.get_json()["isPersonal"] is True
-    assert listed(http, admin, user_id) == []
-    assert http.get("/users/me/attributes", headers=own).get_json() == {
-        "attributes": [made.get_json()]
-    }
+    body = {"name": "kyc", "type": "DATE_WITH_DAY", "value": "2026-01-31"}
+    refused = add(http, admin, user_id, **body, isPersonal=True)
+    problem = assert_problem(refused, 403)
+    assert "/users/me/attributes" in problem["detail"]
+    assert problem["errors"] == [{"field": "isPersonal", "message": "must be false on this route"}]
+    assert own_attributes(http, own) == [] and listed(http, admin, user_id) == []
+    with app.app_context():
+        assert db.session.query(UserAttribute).count() == 0
+        assert db.session.query(AuditEvent).filter_by(event="user_attribute_created").count() == 0
+    # Controls: isPersonal false (or left out) makes a non-personal attribute there, and
+    # the user makes the personal one itself.
+    for flag in ({"isPersonal": False}, {}):
+        made = add(http, admin, user_id, **body | {"name": f"kyc{len(flag)}"}, **flag)
+        assert made.status_code == 201 and made.get_json()["isPersonal"] is False
+    own_made = http.post("/users/me/attributes", json=body, headers=own)
+    assert own_made.status_code == 201 and own_made.get_json()["isPersonal"] is True
+    assert own_attributes(http, own) == [own_made.get_json()]
+
+
+def test_a_name_is_unique_per_kind_and_a_clash_reveals_no_personal_name(
+    http, admin, self_token
+) -> None:
+    user_id, own = self_token
+    body = {"type": "STRING", "value": "v"}
+    personal = http.post("/users/me/attributes", json=body | {"name": "hidden.pin"}, headers=own)
+    assert personal.status_code == 201
+    # The manager, who cannot see "hidden.pin", may use the name: no 409 tells it exists.
+    shared = add(http, admin, user_id, **body, name="hidden.pin")
+    assert shared.status_code == 201, shared.get_json()
+    assert [a["name"] for a in listed(http, admin, user_id)] == ["hidden.pin"]
+    # And the other way round: the user may take a name a manager uses.
+    add(http, admin, user_id, **body, name="segment")
+    assert http.post("/users/me/attributes", json=body | {"name": "segment"},
+                     headers=own).status_code == 201  # fmt: skip
+    # Within one kind a name is still unique: 409 on either route.
+    again = add(http, admin, user_id, **body, name="hidden.pin")
+    assert "hidden.pin" in assert_problem(again, 409)["detail"]
+    mine = http.post("/users/me/attributes", json=body | {"name": "segment"}, headers=own)
+    assert_problem(mine, 409)
+    assert sorted(a["name"] for a in own_attributes(http, own)) == ["hidden.pin", "segment"]
+    assert sorted(a["name"] for a in listed(http, admin, user_id)) == ["hidden.pin", "segment"]
 
 
 def test_own_attributes_follow_the_same_rules(http, self_token) -> None:
@@ -491,3 +529,184 @@ def test_a_failure_midway_leaves_no_attribute(http, admin, user_id, monkeypatch)
     monkeypatch.undo()
     assert listed(http, admin, user_id) == []
     assert add(http, admin, user_id, name="n", type="STRING", value="v").status_code == 201
+
+
+# -- changing a value ---------------------------------------------------------------
+
+
+def put(http, headers, path: str, **body):
+    return http.put(path, json=body, headers=headers)
+
+
+def test_management_changes_the_value_of_a_non_personal_attribute(http, admin, user_id) -> None:
+    made = add(http, admin, user_id, name="risk", type="INTEGER", value="1").get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+    changed = put(http, admin, path, value="-7")
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json() == made | {"value": "-7"}  # the id, name, type and date stay
+    assert changed.headers["Cache-Control"] == "no-store"
+    assert listed(http, admin, user_id) == [changed.get_json()]
+
+
+def test_a_user_changes_the_value_of_its_own_personal_attribute(http, self_token) -> None:
+    _, own = self_token
+    made = http.post("/users/me/attributes", json={"name": "born", "type": "DATE_WITH_DAY",
+                     "value": "1985-06-15"}, headers=own).get_json()  # fmt: skip
+    changed = put(http, own, f"/users/me/attributes/{made['attributeId']}", value="1985-06-16")
+    assert changed.status_code == 200, changed.get_json()
+    assert changed.get_json() == made | {"value": "1985-06-16"}
+    assert own_attributes(http, own) == [changed.get_json()]
+
+
+@pytest.mark.parametrize(("type_", "value"), INVALID)
+def test_a_new_value_must_parse_as_the_type(http, admin, user_id, type_, value) -> None:
+    good = dict(VALID)[type_]
+    made = add(http, admin, user_id, name="attr", type=type_, value=good).get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+    body = assert_problem(put(http, admin, path, value=value), 400)
+    assert body["errors"] == [{"field": "value", "message": body["detail"]}]
+    assert type_ in body["detail"]
+    assert listed(http, admin, user_id) == [made]  # unchanged
+    assert put(http, admin, path, value=good).status_code == 200  # control
+
+
+def test_own_new_values_follow_the_type_too(http, self_token) -> None:
+    _, own = self_token
+    made = http.post("/users/me/attributes", json={"name": "age", "type": "INTEGER",
+                     "value": "41"}, headers=own).get_json()  # fmt: skip
+    path = f"/users/me/attributes/{made['attributeId']}"
+    refused = assert_problem(put(http, own, path, value="41.5-s3cr3t"), 400)
+    assert "s3cr3t" not in str(refused)  # a personal value is never quoted back
+    assert own_attributes(http, own) == [made]
+    assert put(http, own, path, value="42").get_json()["value"] == "42"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"{}",
+        b"[]",
+        b'{"value": null}',
+        b'{"value": 5}',
+        b'{"value": "v", "name": "other"}',
+        b'{"value": "v", "type": "INTEGER"}',
+        b'{"value": "v", "isPersonal": true}',
+        b'{"value": "v", "extra": 1}',
+        b'{"value": "nul\\u0000byte"}',
+        b'{"value": "lone\\ud800"}',
+        b'{"value": "' + b"x" * 1025 + b'"}',
+    ],
+)
+def test_malformed_update_bodies_are_400(http, admin, user_id, body) -> None:
+    made = add(http, admin, user_id, name="n", type="STRING", value="v").get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+    response = http.put(path, data=body, content_type="application/json", headers=admin)
+    assert_problem(response, 400)
+    assert listed(http, admin, user_id) == [made]
+
+
+def test_update_refuses_other_kinds_other_users_and_unknown_ids(http, app, admin, self_token):
+    user_id, own = self_token
+    body = {"type": "STRING", "value": "v"}
+    personal = http.post("/users/me/attributes", json=body | {"name": "mine"}, headers=own)
+    personal_id = personal.get_json()["attributeId"]
+    shared_id = add(http, admin, user_id, **body, name="shared").get_json()["attributeId"]
+    other_id, other = make_self_token(http, app, "other-self")
+    theirs = http.post("/users/me/attributes", json=body | {"name": "theirs"}, headers=other)
+    theirs_id = theirs.get_json()["attributeId"]
+    theirs_shared = add(http, admin, other_id, **body, name="x").get_json()["attributeId"]
+    unknown = ("00000000-0000-0000-0000-000000000000", "not-an-id")
+    # Management reaches neither the personal attribute nor another user's through this user.
+    for attribute_id in (personal_id, theirs_shared, theirs_id, *unknown):
+        response = put(http, admin, f"/users/{user_id}/attributes/{attribute_id}", value="new")
+        assert "attribute" in assert_problem(response, 404)["detail"]
+    # The user reaches neither a non-personal attribute nor another user's personal one.
+    for attribute_id in (shared_id, theirs_id, *unknown):
+        assert_problem(put(http, own, f"/users/me/attributes/{attribute_id}", value="new"), 404)
+    assert {a["value"] for a in own_attributes(http, own) + own_attributes(http, other)} == {"v"}
+    assert {a["value"] for a in listed(http, admin, user_id) + listed(http, admin, other_id)} == {
+        "v"
+    }
+    # Controls: each through its own route.
+    assert put(http, own, f"/users/me/attributes/{personal_id}", value="a").status_code == 200
+    path = f"/users/{user_id}/attributes/{shared_id}"
+    assert put(http, admin, path, value="b").status_code == 200
+
+
+def test_update_of_a_deleted_or_other_tenants_user_is_404(http, app, admin, user_id) -> None:
+    made = add(http, admin, user_id, name="n", type="STRING", value="v").get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+    with app.app_context():
+        create_tenant("acme")
+        db.session.commit()
+    outsider = bearer(client_token(http, app, tenant="acme"))
+    assert_problem(put(http, outsider, path, value="x"), 404)
+    assert listed(http, admin, user_id) == [made]
+    assert put(http, admin, path, value="y").status_code == 200  # control
+    assert http.delete(f"/users/{user_id}", headers=admin).status_code == 204
+    assert_problem(put(http, admin, path, value="z"), 404)
+
+
+def test_update_needs_its_scope(http, app, admin, self_token) -> None:
+    user_id, own = self_token
+    made = add(http, admin, user_id, name="n", type="STRING", value="v").get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+    for scope in ("user:read user:create user:delete", "user:self"):
+        response = put(http, bearer(client_token(http, app, scope=scope)), path, value="x")
+        assert_problem(response, 403)
+        assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    mine = http.post("/users/me/attributes", json={"name": "m", "type": "STRING",
+                     "value": "v"}, headers=own).get_json()  # fmt: skip
+    own_path = f"/users/me/attributes/{mine['attributeId']}"
+    # A client token, even one holding user:self, has no personal attributes to change.
+    assert_problem(put(http, bearer(client_token(http, app, scope="user:self")), own_path,
+                       value="x"), 403)  # fmt: skip
+    assert_problem(put(http, admin, own_path, value="x"), 403)  # user:update is not user:self
+    assert [a["value"] for a in own_attributes(http, own)] == ["v"]
+    assert [a["value"] for a in listed(http, admin, user_id)] == ["v"]
+    # Control: user:update alone opens the management route.
+    updater = bearer(client_token(http, app, scope="user:update"))
+    assert put(http, updater, path, value="x").status_code == 200
+
+
+def test_an_update_is_audited_without_its_value(http, app, admin, self_token) -> None:
+    user_id, own = self_token
+    shared = add(http, admin, user_id, name="segment", type="STRING", value="old").get_json()
+    mine = http.post("/users/me/attributes", json={"name": "pet", "type": "STRING",
+                     "value": "Rex"}, headers=own).get_json()  # fmt: skip
+    put(http, admin, f"/users/{user_id}/attributes/{shared['attributeId']}", value="n3w-s3cr3t")
+    put(http, own, f"/users/me/attributes/{mine['attributeId']}", value="F1do-s3cr3t")
+    put(http, own, f"/users/me/attributes/{mine['attributeId']}", value="x" * 1025)  # refused
+    with app.app_context():
+        events = (
+            db.session.query(AuditEvent)
+            .filter_by(event="user_attribute_updated")
+            .order_by(AuditEvent.id)
+            .all()
+        )
+        seen = [(e.user_id, e.detail["attribute_id"], e.detail["personal"]) for e in events]
+        assert all(e.client_id for e in events)
+        text = " ".join(str(e.detail) for e in events)
+    assert seen == [
+        (user_id, shared["attributeId"], False),
+        (user_id, mine["attributeId"], True),
+    ]
+    assert "s3cr3t" not in text and "old" not in text
+
+
+def test_a_failed_update_keeps_the_old_value(http, admin, user_id, monkeypatch) -> None:
+    from idp.users import attributes
+
+    made = add(http, admin, user_id, name="n", type="STRING", value="old").get_json()
+    path = f"/users/{user_id}/attributes/{made['attributeId']}"
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("storage failed midway")
+
+    monkeypatch.setattr(attributes.audit, "record", broken)
+    response = put(http, admin, path, value="new")
+    assert response.status_code == 500 and response.mimetype == "application/problem+json"
+    monkeypatch.undo()
+    assert listed(http, admin, user_id) == [made]
+    assert put(http, admin, path, value="new").get_json()["value"] == "new"

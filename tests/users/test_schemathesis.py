@@ -96,7 +96,7 @@ def _body_strings(value: Any, places: list[tuple[Any, Any, bool]]) -> None:
 def test_users_api_conforms_to_its_document(http, app) -> None:
     headers = {"Authorization": f"Bearer {client_token(http, app)}"}
     exercised = run_schema(app, headers, r"^/users", r"^/users/me")
-    assert len(exercised) == 13, exercised  # every management route was exercised
+    assert len(exercised) == 14, exercised  # every management route was exercised
 
 
 def test_attributes_of_a_real_user_conform_to_the_document(http, app) -> None:
@@ -111,6 +111,7 @@ def test_attributes_of_a_real_user_conform_to_the_document(http, app) -> None:
         "DELETE /users/{userId}/attributes/{attributeId}",
         "GET /users/{userId}/attributes",
         "POST /users/{userId}/attributes",
+        "PUT /users/{userId}/attributes/{attributeId}",
     ]
 
 
@@ -122,5 +123,6 @@ def test_own_account_api_conforms_to_its_document(self_token, app) -> None:
         "GET /users/me",
         "GET /users/me/attributes",
         "POST /users/me/attributes",
+        "PUT /users/me/attributes/{attributeId}",
         "PUT /users/me/password",
     ]
