@@ -49,7 +49,7 @@ def test_the_event_of_a_request_shows_its_request_id(app, http, run_idp) -> None
     assert events[0]["client_id"] == client[0] and events[0]["tenant"] == "default"
     assert events[0]["detail"] == {"reason": "bad_password"}
     assert datetime.fromisoformat(events[0]["at"]).tzinfo is not None
-    assert [e["event"] for e in events] == ["login_failure", "user_created"]
+    assert [e["event"] for e in events] == ["login_failure", "user_created", "client_created"]
 
 
 def test_a_user_created_through_the_api_carries_the_request_id(app, http, run_idp) -> None:

@@ -7,8 +7,14 @@ checked where it matters: at the token endpoint and the users API, with real tok
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import pty
+import select
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,12 +24,16 @@ from click.testing import Result
 from flask import Flask
 
 from idp.cli import cli
-from idp.models import AuditEvent, User, db
+from idp.models import AuditEvent, User, db, utcnow
+from idp.models.base import new_uuid
+from idp.users.usernames import username_key
 from tests.conftest import CliResult, run_cli
 from tests.oauth.helpers import PASSWORD, login, make_user, password_client, refresh
 from tests.users.conftest import client_token
 
 USER_SCOPES = "openid user:self"
+# Who an event made at the command line names as its actor.
+CLI = {"actor": "cli", "os_user": getpass.getuser()}
 NEW_PASSWORD = "Another-Horse-7"
 
 
@@ -172,15 +182,15 @@ def test_lock_refuses_login_and_kills_live_tokens_unlock_lets_login_again(
     assert me_status(http, session["access_token"]) == 401
     assert_refused(refresh(http, client, session["refresh_token"]))
     assert me_status(http, bob_token) == 200  # positive control: another user lives on
-    # The API's event, with no client: the operator acted.
+    # The operator acted, not a client: the event names the CLI and the OS account.
     assert events(app, alice, "user_locked") == [
-        ("user_locked", "default", None, {"reason": "api"})
+        ("user_locked", "default", None, CLI | {"reason": "cli"})
     ]
 
     unlocked = invoke_json(app, "users", "unlock", alice)
     assert unlocked["locked"] is False
     assert events(app, alice, "user_unlocked") == [
-        ("user_unlocked", "default", None, {"reason": "api"})
+        ("user_unlocked", "default", None, CLI | {"reason": "cli"})
     ]
     assert me_status(http, sign_in(http, client)["access_token"]) == 200
     assert me_status(http, session["access_token"]) == 401  # an unlock revives nothing
@@ -206,7 +216,9 @@ def test_delete_soft_deletes_and_kills_the_users_tokens(
     assert_refused(refresh(http, client, session["refresh_token"]))
     assert me_status(http, session["access_token"]) == 401
     assert_refused(login(http, client, scope=USER_SCOPES))
-    assert events(app, alice, "user_deleted") == [("user_deleted", "default", None, {"revoked": 1})]
+    assert events(app, alice, "user_deleted") == [
+        ("user_deleted", "default", None, CLI | {"revoked": 1})
+    ]
     # The user is gone for the CLI too; bob is untouched.
     assert str(invoke(app, "users", "show", alice).exception) == f"no user with id {alice!r}"
     assert [u["userId"] for u in invoke_json(app, "users", "list")] == [bob]
@@ -226,7 +238,7 @@ def test_revoke_tokens_counts_and_kills_every_session_of_the_user(
         "tokens_revoked",
         "default",
         None,
-        {"revoked": 2},
+        CLI | {"revoked": 2},
     )
     assert invoke_json(app, "users", "revoke-tokens", alice) == {"revoked": 0}
     # Positive controls: bob's session lives, and alice may sign in again.
@@ -247,7 +259,7 @@ def test_reset_password_replaces_the_password_and_ends_sessions(
     assert me_status(http, session["access_token"]) == 401
     assert me_status(http, sign_in(http, client, password=NEW_PASSWORD)["access_token"]) == 200
     assert events(app, alice, "password_reset") == [
-        ("password_reset", "default", None, {"revoked": 1})
+        ("password_reset", "default", None, CLI | {"revoked": 1})
     ]
 
 
@@ -259,8 +271,10 @@ def test_reset_password_refuses_a_weak_password_and_changes_nothing(
         before = db.session.get(User, alice).password_hash
     weak = run_idp("users", "reset-password", alice, "--password-stdin", "--json", input="short\n")
     assert_one_line_error(weak, "password must be")
+    # Without --password-stdin the password is asked on a terminal, and a pipe is none.
     missing = run_idp("users", "reset-password", alice, "--json", input=f"{NEW_PASSWORD}\n")
-    assert_one_line_error(missing, "--password-stdin")
+    assert_one_line_error(missing, "no terminal to ask for the new password")
+    assert "--password-stdin" in missing.stderr
     empty = run_idp("users", "reset-password", alice, "--password-stdin", input="\n")
     assert_one_line_error(empty, "standard input held no password")
     with app.app_context():
@@ -270,3 +284,154 @@ def test_reset_password_refuses_a_weak_password_and_changes_nothing(
     assert refresh(http, client, session["refresh_token"]).status_code == 200
     sign_in(http, client, password=PASSWORD)
     assert_refused(login(http, client, password=NEW_PASSWORD, scope=USER_SCOPES))
+
+
+def test_create_takes_the_profile_fields_by_the_apis_rules(
+    app: Flask, http: Any, admin: dict[str, str]
+) -> None:
+    created = invoke_json(
+        app, "users", "create", "--username", "dora", "--first-name", "Dora",
+        "--last-name", "Explorer", "--client-user-id", "crm-42", "--email", "dora@example.com",
+    )  # fmt: skip
+    assert (created["firstName"], created["lastName"]) == ("Dora", "Explorer")
+    assert created["clientUserId"] == "crm-42" and created["provider"] == "local"
+    assert http.get(f"/users/{created['userId']}", headers=admin).get_json() == created
+    refusals = [
+        (["--username", "eve", "--client-user-id", "crm-42"], "already exists"),
+        (["--username", "eve", "--first-name", "E" * 201], "--first-name: "),
+        (["--username", "eve", "--last-name", "a\x07b"], "--last-name: must not hold control"),
+        (["--username", "eve", "--email", "not an address"], "--email: must be an address"),
+    ]
+    for extra, message in refusals:
+        result = invoke(app, "users", "create", *extra)
+        assert result.exit_code != 0 and message in str(result.exception), extra
+    assert [u["username"] for u in invoke_json(app, "users", "list")] == ["dora"]
+
+
+DAUTH = "https://dauth.example.net"
+
+
+def linked_user(app: Flask, username: str) -> str:
+    """A jwt-bearer user of DAUTH in the default tenant, as a provisioning makes one."""
+    from idp.admin.tenants import require_tenant
+
+    with app.app_context():
+        now = utcnow()
+        user = User(
+            id=new_uuid(),
+            tenant=require_tenant("default"),
+            provider=DAUTH,
+            subject=f"sub-{username}",
+            username=username,
+            username_key=username_key(username),
+            scopes=[],
+            created_at=now,
+            updated_at=now,
+        )
+        db.session.add(user)
+        db.session.commit()
+        return user.id
+
+
+def test_a_user_is_named_by_username_in_a_tenant_and_provider(app: Flask, alice: str) -> None:
+    invoke_json(app, "tenants", "create", "acme")
+    acme_alice = make_user(app, "alice", tenant="acme")
+    dauth_alice = linked_user(app, "alice")
+    # The same name at two providers of one tenant: the operator must say which.
+    ambiguous = invoke(app, "users", "show", "--username", "ALICE")
+    assert ambiguous.exit_code != 0
+    assert str(ambiguous.exception) == (
+        "users of several providers are named 'ALICE' in tenant 'default' "
+        "(https://dauth.example.net, local): pass --provider"
+    )
+    shown = invoke_json(app, "users", "show", "--username", "ALICE", "--provider", "local")
+    assert shown["userId"] == alice
+    linked = invoke_json(app, "users", "show", "--username", "alice", "--provider", DAUTH)
+    assert linked["userId"] == dauth_alice
+    # In another tenant the name is another user's; locking it leaves the others be.
+    locked = invoke_json(app, "users", "lock", "--username", "alice", "--tenant", "acme")
+    assert locked["userId"] == acme_alice and locked["locked"] is True
+    assert invoke_json(app, "users", "show", alice)["locked"] is False
+    unlocked = invoke_json(app, "users", "unlock", "--username", "Alice", "--tenant", "acme")
+    assert unlocked["userId"] == acme_alice and unlocked["locked"] is False
+    refusals = [
+        ([alice, "--username", "alice"], "name the user by USER_ID or by --username, not both"),
+        (
+            [alice, "--tenant", "acme"],
+            "--tenant and --provider go with --username, not with USER_ID",
+        ),
+        ([], "name the user: USER_ID, or --username (with --tenant)"),
+        (["--username", "zoe"], "no user named 'zoe' in tenant 'default'"),
+        (["--username", "alice", "--tenant", "nope"], "no tenant named 'nope'"),
+    ]
+    for args, message in refusals:
+        result = invoke(app, "users", "lock", *args)
+        assert result.exit_code != 0 and str(result.exception) == message, args
+    assert invoke_json(app, "users", "show", alice)["locked"] is False
+
+
+def test_list_says_when_it_shows_a_page_and_where_the_next_starts(app: Flask) -> None:
+    made = [make_user(app, name) for name in ("ann", "ben", "cat")]
+    first = invoke(app, "users", "list", "--limit", "2", "--json")
+    assert first.exit_code == 0
+    assert [u["userId"] for u in json.loads(first.stdout)] == made[:2]
+    note, _, cursor = first.stderr.strip().partition("; the next: --after ")
+    assert note == "idp: a page of 2 of 3 users" and cursor
+    last = invoke(app, "users", "list", "--limit", "2", "--after", cursor, "--json")
+    assert [u["userId"] for u in json.loads(last.stdout)] == made[2:]
+    assert last.stderr == ""  # the last page: nothing more to say
+    everything = invoke(app, "users", "list")
+    assert len(everything.stdout.splitlines()) == 3 and everything.stderr == ""
+    # A cursor belongs to its listing: not another tenant's, not altered.
+    other = invoke(app, "users", "list", "--tenant", "default", "--after", cursor)
+    assert other.exit_code != 0 and "--after: the cursor does not belong" in str(other.exception)
+    forged = invoke(app, "users", "list", "--limit", "2", "--after", cursor[:-2] + "AA")
+    assert forged.exit_code != 0 and "--after" in str(forged.exception)
+
+
+PROMPTS = (b"New password: ", b"Repeat for confirmation: ")
+
+
+def _read_prompts(fd: int, buffer: bytearray, count: int) -> None:
+    """Read until the terminal has shown ``count`` prompts: an answer written before its
+    prompt would be flushed away as the prompt turns echo off."""
+    deadline = time.monotonic() + 60
+    while sum(buffer.count(prompt) for prompt in PROMPTS) < count:
+        assert time.monotonic() < deadline, bytes(buffer)
+        if select.select([fd], [], [], 1)[0]:
+            buffer.extend(os.read(fd, 1024))
+
+
+def test_reset_password_asks_twice_on_a_terminal(
+    app: Flask, http: Any, client: Any, alice: str, idp_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A mistyped confirmation asks again; what is typed is never echoed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")} | idp_env
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "idp", "users", "reset-password", alice],
+        stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    os.close(terminal)
+    shown = bytearray()
+    try:
+        answers = ("Typo-Horse-77", "Other-Horse-88", NEW_PASSWORD, NEW_PASSWORD)
+        for count, answer in enumerate(answers, start=1):
+            _read_prompts(controller, shown, count)
+            os.write(controller, answer.encode() + b"\n")
+        assert process.wait(timeout=60) == 0, bytes(shown)
+        while select.select([controller], [], [], 0.5)[0]:
+            try:
+                shown.extend(os.read(controller, 1024))
+            except OSError:  # the terminal closed with the process
+                break
+    finally:
+        os.close(controller)
+        process.kill()
+    text = shown.decode()
+    assert text.count("New password: ") == 2 and text.count("Repeat for confirmation: ") == 2
+    assert "do not match" in text
+    assert "Horse" not in text  # hidden input
+    assert f"userId={alice}" in text
+    sign_in(http, client, password=NEW_PASSWORD)
+    assert_refused(login(http, client, scope=USER_SCOPES))  # the old password is gone

@@ -206,7 +206,7 @@ def test_purge_removes_dead_rows_and_keeps_live_ones(make_app, idp_env, run_idp)
     again = run_idp("purge", env=_settings_env())
     assert again.returncode == 0, again.stderr
     # The family revoked by the reuse above: its two rows go now.
-    assert again.stdout.startswith("deleted: refresh_tokens 2, replay_entries 0")
+    assert again.stdout.startswith("dry_run=false  refresh_tokens=2  replay_entries=0")
 
 
 def _settings_env() -> dict[str, str]:
@@ -229,7 +229,8 @@ def test_batches_are_bounded_and_add_up(make_app) -> None:
     assert done["refresh_tokens"] == 25
     assert [rows for table, rows in batches if table == "refresh_tokens"] == [4] * 6 + [1]
     assert count(app, RefreshToken) == 0
-    assert count(app, AuditEvent) == 5 + 1 + 1  # retention 0 keeps every event, +purged
+    # Retention 0 keeps every event: the 5, client_created, user_created and purged.
+    assert count(app, AuditEvent) == 5 + 2 + 1
 
 
 def test_nothing_to_do_records_nothing(app, run_idp) -> None:
@@ -237,7 +238,7 @@ def test_nothing_to_do_records_nothing(app, run_idp) -> None:
     result = run_idp("purge")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "deleted: refresh_tokens 0, replay_entries 0, revocations 0, audit_events 0"
+        "dry_run=false  refresh_tokens=0  replay_entries=0  revocations=0  audit_events=0"
     )
     assert count(app, AuditEvent) == before
 

@@ -11,6 +11,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
+from idp import audit
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import Client, db
@@ -74,7 +75,9 @@ def _validate_ttl(name: str, value: int | None, minimum: int) -> int | None:
     return value
 
 
-def create_client(spec: ClientSpec, allow_http_jwks_uri: bool) -> tuple[Client, str | None]:
+def create_client(
+    spec: ClientSpec, allow_http_jwks_uri: bool, actor: audit.Actor | None = None
+) -> tuple[Client, str | None]:
     if spec.auth_method not in AUTH_METHODS:
         raise IdpError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
     grant_types = [grant_type_named(name) for name in spec.grant_types]
@@ -108,6 +111,13 @@ def create_client(spec: ClientSpec, allow_http_jwks_uri: bool) -> tuple[Client, 
     )
     db.session.add(client)
     db.session.flush()
+    audit.record(
+        "client_created",
+        tenant=tenant.name,
+        client_id=client.id,
+        actor=actor,
+        auth_method=client.auth_method,
+    )
     return client, secret
 
 
@@ -122,23 +132,27 @@ def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.created_at, Client.id)))
 
 
-def delete_client(client_id: str, revoker: Revoker) -> Client:
+def delete_client(client_id: str, revoker: Revoker, actor: audit.Actor | None = None) -> Client:
     client = get_client(client_id)
     # Its tokens are self-contained JWTs: only a revocation stops them before they expire.
     revoker.client_tokens(db.session, client.id)
     bump_clients_version(db.session)
+    audit.record("client_deleted", tenant=client.tenant.name, client_id=client.id, actor=actor)
     db.session.delete(client)
     db.session.flush()
     return client
 
 
-def rotate_client_secret(client_id: str) -> tuple[Client, str]:
+def rotate_client_secret(client_id: str, actor: audit.Actor | None = None) -> tuple[Client, str]:
     client = get_client(client_id)
     if client.auth_method not in SECRET_AUTH_METHODS:
         raise IdpError(f"client {client_id} uses {client.auth_method}, which has no secret")
     secret = new_client_secret()
     client.secret_hash = hash_client_secret(secret)
     bump_clients_version(db.session)
+    audit.record(
+        "client_secret_rotated", tenant=client.tenant.name, client_id=client.id, actor=actor
+    )
     return client, secret
 
 

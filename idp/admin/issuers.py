@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from idp import audit
 from idp.admin.clients import validate_client_jwks, validate_jwks_uri
 from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
@@ -27,7 +28,9 @@ class IssuerSpec:
     scope: str | None = None  # None: no cap on the tokens the issuer's assertions obtain
 
 
-def add_issuer(spec: IssuerSpec, allow_http_jwks_uri: bool) -> TrustedIssuer:
+def add_issuer(
+    spec: IssuerSpec, allow_http_jwks_uri: bool, actor: audit.Actor | None = None
+) -> TrustedIssuer:
     issuer = spec.issuer
     if not issuer or issuer != issuer.strip() or len(issuer) > MAX_ISSUER_LENGTH:
         raise IdpError(f"issuer must be 1-{MAX_ISSUER_LENGTH} characters without outer spaces")
@@ -46,6 +49,9 @@ def add_issuer(spec: IssuerSpec, allow_http_jwks_uri: bool) -> TrustedIssuer:
     )
     db.session.add(row)
     db.session.flush()
+    audit.record(
+        "issuer_added", tenant=tenant.name, actor=actor, issuer=issuer, provision=spec.provision
+    )
     return row
 
 
@@ -64,12 +70,13 @@ def list_issuers(tenant: str | None = None) -> list[TrustedIssuer]:
     return list(db.session.scalars(query))
 
 
-def remove_issuer(tenant: str, issuer: str) -> TrustedIssuer:
+def remove_issuer(tenant: str, issuer: str, actor: audit.Actor | None = None) -> TrustedIssuer:
     """Removes the trust, not the users it vouched for: they keep their records, and their
     sessions end with a refresh only if an operator revokes them."""
     row = find_issuer(require_tenant(tenant).id, issuer)
     if row is None:
         raise IdpError(f"no issuer {issuer!r} in tenant {tenant!r}")
+    audit.record("issuer_removed", tenant=tenant, actor=actor, issuer=issuer)
     db.session.delete(row)
     db.session.flush()
     return row

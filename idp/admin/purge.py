@@ -72,6 +72,7 @@ def purge(
     now: datetime | None = None,
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[str, int], None] | None = None,
+    actor: audit.Actor | None = None,
 ) -> PurgeReport:
     """Delete (or with ``dry_run`` only count) the rows described above.
 
@@ -98,7 +99,7 @@ def purge(
         )
     if not dry_run and any(report.counts.values()):
         # Who removed what stays on record, even when that is audit rows.
-        audit.record("purged", deleted=report.counts)
+        audit.record("purged", actor=actor, deleted=report.counts)
         db.session.commit()
     return report
 

@@ -4,13 +4,14 @@ import re
 
 from sqlalchemy import select
 
+from idp import audit
 from idp.errors import IdpError
 from idp.models import Tenant, db
 
 _TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-def create_tenant(name: str) -> Tenant:
+def create_tenant(name: str, actor: audit.Actor | None = None) -> Tenant:
     if not _TENANT_NAME.match(name):
         raise IdpError(
             f"invalid tenant name {name!r}: use 1-64 lower-case letters, digits, '-' or '_'"
@@ -20,6 +21,7 @@ def create_tenant(name: str) -> Tenant:
     tenant = Tenant(name=name)
     db.session.add(tenant)
     db.session.flush()
+    audit.record("tenant_created", tenant=name, actor=actor)
     return tenant
 
 
@@ -34,8 +36,8 @@ def require_tenant(name: str) -> Tenant:
     return tenant
 
 
-def ensure_tenant(name: str) -> Tenant:
-    return find_tenant(name) or create_tenant(name)
+def ensure_tenant(name: str, actor: audit.Actor | None = None) -> Tenant:
+    return find_tenant(name) or create_tenant(name, actor)
 
 
 def list_tenants() -> list[Tenant]:

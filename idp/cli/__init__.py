@@ -8,6 +8,7 @@ database layer that the user and client commands need.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 import click
@@ -51,13 +52,18 @@ class LazyGroup(AppGroup):
 
 
 cli = LazyGroup("idp", COMMANDS, help="idp: OAuth 2.0 / OpenID Connect authorization server.")
+click.version_option(package_name="idp", prog_name="idp", help="Print the version and exit.")(cli)
 
 
 def _create_cli_app() -> Flask:
     from idp.app import create_app
 
     # No web side: a command starts without importing Authlib, Alembic or the views.
-    return create_app(web=False)
+    app = create_app(web=False)
+    # A command's audit events are rows of the trail, and its output is the answer: the
+    # info lines a server logs would only clutter a successful run's stderr.
+    logging.getLogger("idp").setLevel(logging.WARNING)
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:

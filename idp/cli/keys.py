@@ -26,14 +26,6 @@ if TYPE_CHECKING:
 keys = AppGroup("keys", help="Manage signing keys.")
 
 
-def _describe_key(record: dict[str, Any]) -> str:
-    return (
-        f"{record['kid']}  {record['alg']:<6} {record['state']:<8} created {record['created_at']}"
-        + (f"  activated {record['activated_at']}" if record["activated_at"] else "")
-        + (f"  retired {record['retired_at']}" if record["retired_at"] else "")
-    )
-
-
 def _key_json(records: Iterable[KeyRecord]) -> list[dict[str, Any]]:
     return [r.as_json() for r in records]
 
@@ -41,7 +33,8 @@ def _key_json(records: Iterable[KeyRecord]) -> list[dict[str, Any]]:
 @keys.command("list", with_appcontext=False)
 @json_option
 def keys_list(as_json: bool) -> None:
-    emit(_key_json(_listed_records()), as_json, _describe_key)
+    """List the keys: kid, alg, state and their times."""
+    emit(_key_json(_listed_records()), as_json)
 
 
 def _listed_records() -> list[KeyRecord]:
@@ -63,6 +56,16 @@ def _runtime() -> Runtime:
     return runtime()
 
 
+def _record_change(event: str, **detail: Any) -> None:
+    """The audit event of a change to the key store, in the database whichever store
+    holds the keys: the change is made, so the event follows it."""
+    from idp.audit import CliOperator, record
+    from idp.models import db
+
+    record(event, actor=CliOperator.current(), **detail)
+    db.session.commit()
+
+
 @keys.command("generate")
 @click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Default: IDP_SIGNING_ALG.")
 @json_option
@@ -70,7 +73,8 @@ def keys_generate(alg: str | None, as_json: bool) -> None:
     """Add a next key (published now, signing after the next rotation)."""
     rt = _runtime()
     record = rt.key_store.generate(alg or rt.settings.signing_alg)
-    emit(record.as_json(), as_json, _describe_key)
+    _record_change("key_generated", kid=record.kid, alg=record.alg)
+    emit(record.as_json(), as_json)
 
 
 def _duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -84,11 +88,8 @@ def _duration_option(ctx: click.Context, param: click.Parameter, value: str | No
         raise click.BadParameter(str(exc)) from None
 
 
-def _describe_skipped(summary: dict[str, Any]) -> str:
-    return (
-        f"nothing to do: active key {summary['active']} has signed for "
-        f"{summary['active_age']} s, not longer than {summary['if_older_than']}"
-    )
+def _without_keys(summary: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in summary.items() if name != "keys"}
 
 
 @keys.command("rotate")
@@ -104,9 +105,11 @@ def _describe_skipped(summary: dict[str, Any]) -> str:
 )
 @json_option
 def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: bool) -> None:
-    """Oldest next → active, active → retired; a new next key when none is left."""
-    from idp.keys.durations import format_duration
+    """Oldest next → active, active → retired; a new next key when none is left.
 
+    Prints one object, whether it rotated or not: rotated, active (its kid), active_age
+    and if_older_than (seconds), and keys (the listing after the run).
+    """
     rt = _runtime()
     result = rt.key_store.rotate(
         alg or rt.settings.signing_alg,
@@ -114,22 +117,23 @@ def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: b
         force=force,
         older_than=older_than,
     )
-    if older_than is None:
-        emit(_key_json(result.records), as_json, _describe_key)
-        return
-    # A scheduler's run reports one object either way, so a wrapper can tell the cases apart.
+    if result.rotated:
+        _record_change(
+            "keys_rotated",
+            promoted=result.promoted.kid if result.promoted else None,
+            retired=result.retired.kid if result.retired else None,
+            created=[r.kid for r in result.created],
+        )
     active = next((r for r in result.records if r.state == "active"), None)
     summary: dict[str, Any] = {
         "rotated": result.rotated,
-        "if_older_than": format_duration(older_than),
         "active": active.kid if active else None,
-        "active_age": result.active_age,
+        # The key named by "active": a promoted one has only just started signing.
+        "active_age": 0 if result.rotated else result.active_age,
+        "if_older_than": older_than,
         "keys": _key_json(result.records),
     }
-    if result.rotated:
-        emit(summary, as_json, lambda s: "\n".join(_describe_key(k) for k in s["keys"]))
-    else:
-        emit(summary, as_json, _describe_skipped)
+    emit(summary, as_json, _without_keys)
 
 
 @keys.command("prune")
@@ -142,7 +146,9 @@ def keys_prune(force: bool, as_json: bool) -> None:
     rt = _runtime()
     window = rt.lifetimes.outlived_by_every_token(db.session)
     result = rt.key_store.prune(min_retired_age=window, force=force)
-    emit(_key_json(result.removed), as_json, lambda r: f"removed {_describe_key(r)}")
+    if result.removed:
+        _record_change("keys_pruned", kids=[r.kid for r in result.removed])
+    emit(_key_json(result.removed), as_json)
     if result.kept_young:
         kids = ", ".join(r.kid for r in result.kept_young)
         raise IdpError(
@@ -175,4 +181,5 @@ def keys_import_files(source: str | None, as_json: bool) -> None:
     if not files.records():
         raise IdpError(f"no keys to import in {files.location}")
     records = rt.key_store.import_keys(files.snapshot())
-    emit(_key_json(records), as_json, lambda r: f"imported {_describe_key(r)}")
+    _record_change("keys_imported", kids=[r.kid for r in records])
+    emit(_key_json(records), as_json)

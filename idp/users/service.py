@@ -88,6 +88,7 @@ def new_user(
     client_user_id: str | None = None,
     first_name: str | None = None,
     last_name: str | None = None,
+    actor: audit.Actor | None = None,
 ) -> User:
     # Raises InvalidUsername before anything is written or looked up.
     key = username_key(username) if username is not None else None
@@ -117,12 +118,23 @@ def new_user(
         updated_at=now,
     )
     db.session.add(user)
-    audit.record("user_created", tenant=tenant.name, client_id=client_id, user_id=user.id)
+    audit.record(
+        "user_created", tenant=tenant.name, client_id=client_id, user_id=user.id, actor=actor
+    )
     return user
 
 
 def create_user(
-    tenant_name: str, username: str, password: str | None, email: str | None, scope: str | None
+    tenant_name: str,
+    username: str,
+    password: str | None,
+    email: str | None,
+    scope: str | None,
+    *,
+    client_user_id: str | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    actor: audit.Actor | None = None,
 ) -> User:
     """The operator's path (CLI)."""
     user = new_user(
@@ -131,6 +143,10 @@ def create_user(
         password=password,
         email=email,
         scopes=parse_scope(scope),
+        client_user_id=client_user_id,
+        first_name=first_name,
+        last_name=last_name,
+        actor=actor,
     )
     db.session.flush()
     return user
@@ -151,6 +167,15 @@ def find_user(tenant_id: int, user_id: str) -> User | None:
 def find_user_in_any_tenant(user_id: str) -> User | None:
     """The operator's lookup (CLI): a live user by id, whatever its tenant."""
     return _live_user(user_id)
+
+
+def find_users_by_username(tenant_id: int, username: str, provider: str | None) -> list[User]:
+    """Live users of the tenant with this username (compared as sign-in does), of one
+    provider or of every one: usernames are unique per provider only."""
+    conditions = [User.tenant_id == tenant_id, _username_condition(username)]
+    if provider is not None:
+        conditions.append(User.provider == provider)
+    return list(db.session.scalars(select(User).where(User.deleted_at.is_(None), *conditions)))
 
 
 def _username_condition(name: str) -> ColumnElement[bool]:
@@ -273,7 +298,7 @@ def list_users(
     return page.users, page.total
 
 
-def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
+def update_user(user: User, changes: dict[str, Any], actor: audit.Actor | None) -> User:
     if "clientUserId" in changes and changes["clientUserId"] is not None:
         if _client_user_id_taken(user.client_id, changes["clientUserId"], except_id=user.id):
             raise Conflict(f"clientUserId {changes['clientUserId']!r} already exists")
@@ -292,26 +317,26 @@ def update_user(user: User, changes: dict[str, Any], actor: str | None) -> User:
     audit.record(
         "user_updated",
         tenant=user.tenant.name,
-        client_id=actor,
+        actor=actor,
         user_id=user.id,
         fields=sorted(changes),
     )
     return user
 
 
-def delete_user(user: User, actor: str | None, revoker: Revoker) -> int:
+def delete_user(user: User, actor: audit.Actor | None, revoker: Revoker) -> int:
     user.deleted_at = utcnow()
     user.updated_at = user.deleted_at
     revoked = revoke_user_tokens(user.id)
     revoker.user_tokens(db.session, user.id)
     audit.record(
-        "user_deleted", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
+        "user_deleted", tenant=user.tenant.name, actor=actor, user_id=user.id, revoked=revoked
     )
     return revoked
 
 
 def set_password(
-    user: User, new_password: str, actor: str | None, event: str, revoker: Revoker
+    user: User, new_password: str, actor: audit.Actor | None, event: str, revoker: Revoker
 ) -> int:
     """Replace the password and end every session; returns the refresh tokens revoked."""
     check_policy(new_password)
@@ -323,11 +348,11 @@ def set_password(
     user.updated_at = now
     revoked = revoke_user_tokens(user.id)
     revoker.user_tokens(db.session, user.id)
-    audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked)
+    audit.record(event, tenant=user.tenant.name, actor=actor, user_id=user.id, revoked=revoked)
     return revoked
 
 
-def set_lock(user: User, locked: bool, actor: str | None, revoker: Revoker) -> None:
+def set_lock(user: User, locked: bool, actor: audit.Actor | None, revoker: Revoker) -> None:
     if locked:
         user.locked = True
         # An operator's lock ends live sessions too (a bad-password lock does not).
@@ -336,15 +361,16 @@ def set_lock(user: User, locked: bool, actor: str | None, revoker: Revoker) -> N
         lockout.unlock(user)
     user.updated_at = utcnow()
     event = "user_locked" if locked else "user_unlocked"
-    audit.record(event, tenant=user.tenant.name, client_id=actor, user_id=user.id, reason="api")
+    reason = "cli" if isinstance(actor, audit.CliOperator) else "api"
+    audit.record(event, tenant=user.tenant.name, actor=actor, user_id=user.id, reason=reason)
 
 
-def revoke_sessions(user: User, actor: str | None, revoker: Revoker) -> int:
+def revoke_sessions(user: User, actor: audit.Actor | None, revoker: Revoker) -> int:
     """Revoke every refresh token of the user and every access token issued so far."""
     revoked = revoke_user_tokens(user.id)
     revoker.user_tokens(db.session, user.id)
     audit.record(
-        "tokens_revoked", tenant=user.tenant.name, client_id=actor, user_id=user.id, revoked=revoked
+        "tokens_revoked", tenant=user.tenant.name, actor=actor, user_id=user.id, revoked=revoked
     )
     return revoked
 

@@ -38,16 +38,19 @@ def test_if_older_than_does_nothing_on_a_young_key_and_rotates_an_old_one(run_id
     run_idp("init")
     before = run_json(run_idp, "keys", "list")
     young = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
-    assert young["rotated"] is False and young["if_older_than"] == "90d"
+    assert young["rotated"] is False and young["if_older_than"] == 90 * 86400
+    assert isinstance(young["active_age"], int) and young["active_age"] < 60
     assert young["active"] == next(k["kid"] for k in before if k["state"] == "active")
     assert run_json(run_idp, "keys", "list") == before
     plain = run_idp("keys", "rotate", "--if-older-than", "12h")
-    assert plain.returncode == 0 and plain.stdout.startswith("nothing to do")
+    assert plain.returncode == 0 and plain.stdout.startswith("rotated=false  active=")
+    assert "if_older_than=43200" in plain.stdout
 
     _backdate(Path(idp_env["IDP_KEYS_DIR"]) / "manifest.json", "2020-01-01T00:00:00+00:00")
     old = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
     assert old["rotated"] is True
     assert old["active"] == next(k["kid"] for k in before if k["state"] == "next")
+    assert old["active_age"] == 0
     states = sorted(k["state"] for k in old["keys"])
     assert states == ["active", "next", "retired"]
     again = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
