@@ -54,7 +54,8 @@ def test_each_operator_action_leaves_one_event_and_a_quiet_stderr(
     def act(event: str | None, *args: str, input: str | None = None) -> dict[str, Any]:
         result = run_idp(*args, "--json", input=input)
         assert result.returncode == 0, result.stderr
-        assert result.stderr == "", args  # no log or audit line on a success
+        # No log or audit line on a success; a rotation with nothing to do says so.
+        assert result.stderr == "" or result.stderr.startswith("idp: nothing done:"), args
         events = trail.new()
         if event is None:  # nothing changed, so nothing to record
             assert events == [], [e.event for e in events]
@@ -62,7 +63,7 @@ def test_each_operator_action_leaves_one_event_and_a_quiet_stderr(
             assert [e.event for e in events] == [event], args
             assert CLI.items() <= events[0].detail.items()
             assert events[0].request_id is None
-        printed: dict[str, Any] = json.loads(result.stdout)
+        printed: Any = json.loads(result.stdout)
         return printed
 
     act(None, "init")  # the database is initialised already

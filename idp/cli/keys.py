@@ -88,10 +88,6 @@ def _duration_option(ctx: click.Context, param: click.Parameter, value: str | No
         raise click.BadParameter(str(exc)) from None
 
 
-def _without_keys(summary: dict[str, Any]) -> dict[str, Any]:
-    return {name: value for name, value in summary.items() if name != "keys"}
-
-
 @keys.command("rotate")
 @click.option("--force", is_flag=True, help="Rotate even if the next key is younger than max-age.")
 @click.option("--alg", type=click.Choice(SIGNING_ALGS), help="Alg of a new next key.")
@@ -107,8 +103,8 @@ def _without_keys(summary: dict[str, Any]) -> dict[str, Any]:
 def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: bool) -> None:
     """Oldest next → active, active → retired; a new next key when none is left.
 
-    Prints one object, whether it rotated or not: rotated, active (its kid), active_age
-    and if_older_than (seconds), and keys (the listing after the run).
+    Prints the keys after the run, as ``keys list`` does, whether it rotated or not; when
+    ``--if-older-than`` finds the active key young enough, a line on stderr says so.
     """
     rt = _runtime()
     result = rt.key_store.rotate(
@@ -124,16 +120,14 @@ def keys_rotate(force: bool, alg: str | None, older_than: int | None, as_json: b
             retired=result.retired.kid if result.retired else None,
             created=[r.kid for r in result.created],
         )
-    active = next((r for r in result.records if r.state == "active"), None)
-    summary: dict[str, Any] = {
-        "rotated": result.rotated,
-        "active": active.kid if active else None,
-        # The key named by "active": a promoted one has only just started signing.
-        "active_age": 0 if result.rotated else result.active_age,
-        "if_older_than": older_than,
-        "keys": _key_json(result.records),
-    }
-    emit(summary, as_json, _without_keys)
+    else:
+        active = next((r for r in result.records if r.state == "active"), None)
+        click.echo(
+            f"idp: nothing done: the active key {active.kid if active else '(none)'} is "
+            f"{result.active_age} s old, not older than {older_than} s",
+            err=True,
+        )
+    emit(_key_json(result.records), as_json)
 
 
 @keys.command("prune")

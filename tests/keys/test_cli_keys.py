@@ -37,24 +37,26 @@ def test_generate_works_right_after_init(run_idp) -> None:
 def test_if_older_than_does_nothing_on_a_young_key_and_rotates_an_old_one(run_idp, idp_env) -> None:
     run_idp("init")
     before = run_json(run_idp, "keys", "list")
-    young = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
-    assert young["rotated"] is False and young["if_older_than"] == 90 * 86400
-    assert isinstance(young["active_age"], int) and young["active_age"] < 60
-    assert young["active"] == next(k["kid"] for k in before if k["state"] == "active")
+    young = run_idp("keys", "rotate", "--if-older-than", "90d", "--json")
+    assert young.returncode == 0, young.stderr
+    assert json.loads(young.stdout) == before  # the same listing, nothing changed
+    active = next(k["kid"] for k in before if k["state"] == "active")
+    assert f"nothing done: the active key {active} is" in young.stderr
+    assert "not older than 7776000 s" in young.stderr
     assert run_json(run_idp, "keys", "list") == before
     plain = run_idp("keys", "rotate", "--if-older-than", "12h")
-    assert plain.returncode == 0 and plain.stdout.startswith("rotated=false  active=")
-    assert "if_older_than=43200" in plain.stdout
+    assert plain.returncode == 0 and "not older than 43200 s" in plain.stderr
+    assert plain.stdout.splitlines()[0].startswith("kid=")
 
     _backdate(Path(idp_env["IDP_KEYS_DIR"]) / "manifest.json", "2020-01-01T00:00:00+00:00")
-    old = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
-    assert old["rotated"] is True
-    assert old["active"] == next(k["kid"] for k in before if k["state"] == "next")
-    assert old["active_age"] == 0
-    states = sorted(k["state"] for k in old["keys"])
-    assert states == ["active", "next", "retired"]
-    again = run_json(run_idp, "keys", "rotate", "--if-older-than", "90d")
-    assert again["rotated"] is False
+    old = run_idp("keys", "rotate", "--if-older-than", "90d", "--json")
+    assert old.returncode == 0 and "nothing done" not in old.stderr
+    rotated = json.loads(old.stdout)
+    promoted = next(k["kid"] for k in before if k["state"] == "next")
+    assert next(k["kid"] for k in rotated if k["state"] == "active") == promoted
+    assert sorted(k["state"] for k in rotated) == ["active", "next", "retired"]
+    again = run_idp("keys", "rotate", "--if-older-than", "90d", "--json")
+    assert "nothing done" in again.stderr and json.loads(again.stdout) == rotated
 
 
 @pytest.mark.parametrize("bad", ["90", "ninety days", "-1d", "1y", ""])
