@@ -199,6 +199,20 @@ def test_every_write_is_seen_by_both_workers_and_a_fresh_process(
         return [a["name"] for a in listed["attributes"]]
 
     s.everywhere(attribute_names, ["tier"], "attribute")
+    attribute_id = attribute.json()["attributeId"]
+    changed = s.request(
+        "PUT",
+        f"/users/{alice}/attributes/{attribute_id}",
+        headers=admin,
+        json={"value": "platinum"},
+    )
+    assert changed.status_code == 200, changed.text
+
+    def attribute_values() -> list[str]:
+        listed = s.request("GET", f"/users/{alice}/attributes", headers=admin).json()
+        return [a["value"] for a in listed["attributes"]]
+
+    s.everywhere(attribute_values, ["platinum"], "attribute value")
 
     # -- password grant: refusals are remembered, a success resets ----------------------
     def bad_attempts(user_id: str) -> int:
