@@ -13,6 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
 from idp.admin.clients import ClientSpec, create_client
+from idp.admin.issuers import IssuerSpec, add_issuer
 from idp.models import db
 from tests.conftest import ISSUER
 
@@ -51,6 +52,16 @@ def register(app: Flask, auth_method: str = "private_key_jwt", **fields: Any) ->
         client, secret = create_client(spec, allow_http_jwks_uri=True)
         db.session.commit()
         return client.id, secret if secret else key
+
+
+def trust_issuer(app: Flask, key: Key, issuer: str, tenant: str = "default", **fields: Any) -> None:
+    """Register ``issuer`` with the public half of ``key`` for the jwt-bearer grant."""
+    spec = IssuerSpec(
+        tenant=tenant, issuer=issuer, jwks={"keys": [key.as_dict(private=False)]}, **fields
+    )
+    with app.app_context():
+        add_issuer(spec, allow_http_jwks_uri=True)
+        db.session.commit()
 
 
 def assertion(key: Key, client_id: str, alg: str | None = None, **claims: Any) -> str:

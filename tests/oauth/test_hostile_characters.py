@@ -21,8 +21,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jws
 
-from idp.admin.issuers import IssuerSpec, add_issuer
-from idp.models import db
 from tests.conftest import ISSUER
 from tests.oauth.helpers import (
     ASSERTION_TYPE,
@@ -36,6 +34,7 @@ from tests.oauth.helpers import (
     make_user,
     password_client,
     register,
+    trust_issuer,
     unsigned,
 )
 
@@ -182,15 +181,7 @@ def issuer_key() -> Any:
 @pytest.fixture
 def dauth_client(app: Flask, issuer_key: Any) -> tuple[str, str]:
     """A provisioning issuer and a client allowed the grant."""
-    spec = IssuerSpec(
-        tenant="default",
-        issuer=DAUTH,
-        jwks={"keys": [issuer_key.as_dict(private=False)]},
-        provision=True,
-    )
-    with app.app_context():
-        add_issuer(spec, allow_http_jwks_uri=True)
-        db.session.commit()
+    trust_issuer(app, issuer_key, DAUTH, provision=True)
     return register(
         app, auth_method="client_secret_basic", grant_types=[GRANT], scope="openid user:self"
     )

@@ -30,8 +30,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from joserfc import jws
 
-from idp.admin.issuers import IssuerSpec, add_issuer
-from idp.models import db
 from tests.conftest import ISSUER
 from tests.oauth.helpers import (
     ASSERTION_TYPE,
@@ -43,6 +41,7 @@ from tests.oauth.helpers import (
     make_user,
     password_client,
     register,
+    trust_issuer,
 )
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -116,15 +115,7 @@ def json_app(make_app: Callable[..., Flask]) -> Flask:
 def parts(json_app: Flask) -> Fixtures:
     http = json_app.test_client()
     issuer_key = client_key("ES256", kid="dauth-1")
-    spec = IssuerSpec(
-        tenant="default",
-        issuer=DAUTH,
-        jwks={"keys": [issuer_key.as_dict(private=False)]},
-        provision=True,
-    )
-    with json_app.app_context():
-        add_issuer(spec, allow_http_jwks_uri=True)
-        db.session.commit()
+    trust_issuer(json_app, issuer_key, DAUTH, provision=True)
     key = client_key("ES256")
     pkjwt_id, _ = register(json_app, key=key)
     make_user(json_app)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from idp.admin.issuers import IssuerSpec, add_issuer, remove_issuer
+from idp.admin.issuers import remove_issuer
 from idp.models import Tenant, User, db
 from idp.runtime import runtime
 from idp.users.linked import provision_linked_user
@@ -33,6 +33,7 @@ from tests.oauth.helpers import (
     basic,
     client_key,
     register,
+    trust_issuer,
     unsigned,
 )
 from tests.users.conftest import client_token
@@ -62,12 +63,7 @@ def dauth(app, issuer_key):
 
 
 def add(app, key, issuer=DAUTH, tenant="default", **fields: Any) -> None:
-    spec = IssuerSpec(
-        tenant=tenant, issuer=issuer, jwks={"keys": [key.as_dict(private=False)]}, **fields
-    )
-    with app.app_context():
-        add_issuer(spec, allow_http_jwks_uri=True)
-        db.session.commit()
+    trust_issuer(app, key, issuer, tenant, **fields)
 
 
 def statement(key, subject: str = SUBJECT, **claims: Any) -> str:
