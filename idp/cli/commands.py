@@ -121,11 +121,19 @@ def _served_issuer(host: str, port: int) -> str:
     default=2,
     show_default=True,
     type=click.IntRange(1, 64),
-    help="gunicorn gevent worker processes; at least one per CPU core",
+    help="worker processes; at least one per CPU core",
 )
-def serve_command(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--server",
+    type=click.Choice(["gunicorn", "granian"]),
+    default="gunicorn",
+    show_default=True,
+    help="gunicorn with gevent workers, or granian (ASGI, see idp.serving.asgi)",
+)
+def serve_command(host: str, port: int, workers: int, server: str) -> None:
     """Serve the app with gunicorn (gevent workers: a slow client holds a greenlet, not a
-    worker; settings in idp.observability.gunicorn_conf)."""
+    worker; settings in idp.observability.gunicorn_conf) or granian (a Rust HTTP server;
+    bodies are read on its event loop before the app runs, see idp.serving.asgi)."""
     load_settings()  # a bad setting stops here with one line, not in every worker
     if not is_configured("issuer"):
         # The workers advertise the address they are served on, so tokens, metadata and
@@ -134,7 +142,13 @@ def serve_command(host: str, port: int, workers: int) -> None:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers share metrics through files; a fresh folder per server start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
-    argv = [
+    argv = (_granian_argv if server == "granian" else _gunicorn_argv)(host, port, workers)
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 -- fixed argv, no shell
+
+
+def _gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "gunicorn",
@@ -146,8 +160,34 @@ def serve_command(host: str, port: int, workers: int) -> None:
         str(workers),
         "idp.wsgi:app",
     ]
-    sys.stdout.flush()
-    os.execv(sys.executable, argv)  # noqa: S606 -- fixed argv, no shell
+
+
+# Milliseconds a client has to send a request's headers; granian's default is 30 s, and
+# each connection that trickles them holds its memory that long.
+HEADER_TIMEOUT_MS = 5000
+
+
+def _granian_argv(host: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        # One event loop thread per worker: the app runs on the bridge's own threads.
+        "--runtime-mode",
+        "st",
+        "--no-ws",
+        "--http1-header-read-timeout",
+        str(HEADER_TIMEOUT_MS),
+        "idp.serving.asgi:app",
+    ]
 
 
 # -- tenants ----------------------------------------------------------------------
