@@ -26,6 +26,7 @@ from idp.errors import IdpError
 from idp.models import DEFAULT_TENANT, User, db, utcnow
 from idp.registry import AUTH_METHODS, GRANT_TYPES
 from idp.runtime import runtime
+from idp.serving import servers
 from idp.settings import is_configured, load_settings
 from idp.users.records import user_record
 from idp.users.service import (
@@ -118,23 +119,23 @@ def _served_issuer(host: str, port: int) -> str:
 )
 @click.option(
     "--workers",
-    default=2,
-    show_default=True,
     type=click.IntRange(1, 64),
-    help="worker processes; at least one per CPU core",
+    help="worker processes  [default: one per CPU core]",
 )
 @click.option(
     "--server",
-    type=click.Choice(["gunicorn", "granian"]),
-    default="gunicorn",
+    type=click.Choice(["granian", "gunicorn"]),
+    default="granian",
     show_default=True,
-    help="gunicorn with gevent workers, or granian (ASGI, see idp.serving.asgi)",
+    help="granian (Rust HTTP server), or gunicorn with gevent workers (the gunicorn extra)",
 )
-def serve_command(host: str, port: int, workers: int, server: str) -> None:
-    """Serve the app with gunicorn (gevent workers: a slow client holds a greenlet, not a
-    worker; settings in idp.observability.gunicorn_conf) or granian (a Rust HTTP server;
-    bodies are read on its event loop before the app runs, see idp.serving.asgi)."""
+def serve_command(host: str, port: int, workers: int | None, server: str) -> None:
+    """Serve the app on granian (bodies read on its event loop before the app runs, see
+    idp.serving) or on gunicorn (settings in idp.observability.gunicorn_conf)."""
     load_settings()  # a bad setting stops here with one line, not in every worker
+    problem = servers.missing(server) or servers.cannot_listen(host, port)
+    if problem is not None:
+        raise IdpError(problem)
     if not is_configured("issuer"):
         # The workers advertise the address they are served on, so tokens, metadata and
         # the audiences of assertions all name the URL clients actually call.
@@ -142,52 +143,10 @@ def serve_command(host: str, port: int, workers: int, server: str) -> None:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers share metrics through files; a fresh folder per server start.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="idp-metrics-")
-    argv = (_granian_argv if server == "granian" else _gunicorn_argv)(host, port, workers)
+    argv_for = servers.granian_argv if server == "granian" else servers.gunicorn_argv
+    argv = argv_for(host, port, workers or servers.cores())
     sys.stdout.flush()
     os.execv(sys.executable, argv)  # noqa: S606 -- fixed argv, no shell
-
-
-def _gunicorn_argv(host: str, port: int, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:idp.observability.gunicorn_conf",
-        "--bind",
-        f"{host}:{port}",
-        "--workers",
-        str(workers),
-        "idp.wsgi:app",
-    ]
-
-
-# Milliseconds a client has to send a request's headers; granian's default is 30 s, and
-# each connection that trickles them holds its memory that long.
-HEADER_TIMEOUT_MS = 5000
-
-
-def _granian_argv(host: str, port: int, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        # One event loop thread per worker: the app runs on the bridge's own threads.
-        "--runtime-mode",
-        "st",
-        "--no-ws",
-        "--http1-header-read-timeout",
-        str(HEADER_TIMEOUT_MS),
-        "idp.serving.asgi:app",
-    ]
 
 
 # -- tenants ----------------------------------------------------------------------

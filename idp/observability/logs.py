@@ -56,7 +56,9 @@ class RequestIdFilter(logging.Filter):
     """Gives every record a ``request_id`` attribute for the format ("-" outside requests)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id() or "-"
+        # Outside a request, a record may bring its own (the access line, written by
+        # idp.serving.asgi once the request is answered).
+        record.request_id = request_id() or getattr(record, "request_id", "-")
         return True
 
 

@@ -12,8 +12,11 @@ and request id; the connection is then closed (RFC 9110 §15.5.9, §15.5.14).
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
+import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +34,10 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 BODY_TIMEOUT = 5.0
 # Threads per worker process that run the WSGI app on complete requests.
 APP_THREADS = 4
+
+# One line per answered request, with the id that ties it to idp's log lines and audit
+# events. No query string and no header: the access log must never carry a secret.
+access_log = logging.getLogger("idp.access")
 
 
 class RefusedBody(io.RawIOBase):
@@ -168,6 +175,7 @@ class WsgiBridge:
         # Anything else (WebSocket) is not served: returning closes it.
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         length = declared_length(scope)
         refused: Exception | None = None
         body = b""
@@ -194,7 +202,9 @@ class WsgiBridge:
             # The rest of the body was never read: the connection cannot carry another request.
             headers = [*headers, (b"connection", b"close")]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(response.chunks)})
+        body_out = b"".join(response.chunks)
+        await send({"type": "http.response.body", "body": body_out})
+        log_access(scope, response, len(body_out), time.perf_counter() - started)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -207,11 +217,34 @@ class WsgiBridge:
                 return
 
 
+def log_access(scope: Scope, response: WsgiResponse, sent: int, seconds: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    request_id = next((v for n, v in response.headers if n == b"x-request-id"), b"-")
+    client = scope.get("client")
+    access_log.info(
+        '%s "%s %s" %d %d %.6fs',
+        client[0] if client else "-",
+        scope["method"],
+        scope["path"],
+        response.status,
+        sent,
+        seconds,
+        extra={"request_id": request_id.decode("latin-1")},
+    )
+
+
 def _build() -> WsgiBridge:
     from idp.runtime import runtime
     from idp.wsgi import app as flask_app
 
-    return WsgiBridge(flask_app, runtime(flask_app).settings.max_body)
+    bridge = WsgiBridge(flask_app, runtime(flask_app).settings.max_body)
+    # What exists now lives as long as the worker. Frozen, it is left out of every later
+    # garbage collection: a full collection of idp's startup objects stops the worker for
+    # tens of milliseconds, which lands on every request in flight.
+    gc.collect()
+    gc.freeze()
+    return bridge
 
 
 app = _build()
