@@ -13,10 +13,13 @@
 # at /var/lib/idp/keys (writable by uid 10001). See README.md, "Production".
 # The entrypoint runs `idp init` before the server starts; other commands run
 # as given: `docker run ... idp keys rotate`.
-# The server is gunicorn with gevent workers (idp.observability.gunicorn_conf):
-# a client that sends its request slowly holds a greenlet, not a worker. Run at
-# least one worker per CPU the container may use (the default is 2):
+# The server is granian (idp.serving): HTTP is parsed in Rust, and a request
+# body is read on the event loop, bounded in time and size, before the app runs
+# on a thread, so a client that sends its request slowly holds no thread. One
+# worker per CPU the container may use (its CPU affinity), unless given:
 # `docker run ... idp serve --host 0.0.0.0 --port 8000 --workers 8`.
+# gunicorn (the `gunicorn` extra, installed here) serves the same app:
+# `docker run ... idp serve --server gunicorn --host 0.0.0.0 --port 8000`.
 # With no command, the entrypoint runs `idp serve --host 0.0.0.0 --port "$PORT"`.
 FROM python:3.11-slim
 
@@ -30,7 +33,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # idp that Python can import.
 COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY idp/ /tmp/src/idp/
-RUN pip install --no-cache-dir /tmp/src \
+RUN pip install --no-cache-dir "/tmp/src[gunicorn]" \
     && rm -rf /tmp/src
 
 WORKDIR /app

@@ -8,8 +8,9 @@ Every setting comes from ``idp.observability.gunicorn_conf``, the module that
 ``idp serve`` uses too: gevent workers (a slow client holds a greenlet, not a
 worker), the app imported in each worker after gevent's patches (so no
 ``--preload``), access log without query strings, and so on. gevent is one of
-idp's dependencies. Bind address and worker count below match the ``idp serve``
-defaults; give at least one worker per CPU core. To override them:
+part of idp's ``gunicorn`` extra
+(``pip install 'idp[gunicorn]'``). Bind address and worker count below match the ``idp serve``
+defaults (one worker per CPU core). To override them:
 
 * on the command line, which wins over this file:
       gunicorn -c config/gunicorn.conf.py --bind 0.0.0.0:8000 --workers 4 wsgi:app
@@ -25,9 +26,10 @@ import os
 import tempfile
 
 from idp.observability.gunicorn_conf import *  # noqa: F403
+from idp.serving.servers import cores
 
 bind = "127.0.0.1:8000"
-workers = 2
+workers = cores()
 
 # Workers pool their Prometheus samples in this folder so /metrics adds them up.
 # `idp serve` makes a fresh one per start; do the same here unless one is set.

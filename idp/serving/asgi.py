@@ -23,6 +23,8 @@ from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
+from idp.observability.one_line import OneLineFormatter
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -218,20 +220,33 @@ class WsgiBridge:
 
 
 def log_access(scope: Scope, response: WsgiResponse, sent: int, seconds: float) -> None:
+    """gunicorn's access line as idp configures it (idp.observability.gunicorn_conf), so
+    a log reader sees the same line on either server."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     request_id = next((v for n, v in response.headers if n == b"x-request-id"), b"-")
     client = scope.get("client")
+    path = scope["path"].replace('"', '\\"')
     access_log.info(
-        '%s "%s %s" %d %d %.6fs',
+        '%s "%s %s" %d %d %.6fs request_id=%s',
         client[0] if client else "-",
         scope["method"],
-        scope["path"],
+        path,
         response.status,
         sent,
         seconds,
-        extra={"request_id": request_id.decode("latin-1")},
+        request_id.decode("latin-1"),
     )
+
+
+def _access_log_to_stdout() -> None:
+    """Access lines on stdout and idp's own records on stderr, as under gunicorn; one
+    line per request whatever its path held (OneLineFormatter)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(OneLineFormatter(logging.Formatter("%(message)s")))
+    access_log.addHandler(handler)
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
 
 
 def _build() -> WsgiBridge:
@@ -239,6 +254,7 @@ def _build() -> WsgiBridge:
     from idp.wsgi import app as flask_app
 
     bridge = WsgiBridge(flask_app, runtime(flask_app).settings.max_body)
+    _access_log_to_stdout()
     # What exists now lives as long as the worker. Frozen, it is left out of every later
     # garbage collection: a full collection of idp's startup objects stops the worker for
     # tens of milliseconds, which lands on every request in flight.
