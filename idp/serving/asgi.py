@@ -4,7 +4,8 @@ A WSGI server lends a thread to a request before its body has arrived, and the t
 then waits on the socket: a few dozen clients sending a body one byte a second hold
 every thread. Here the body is read on the event loop, where a waiting client costs a
 coroutine, within ``BODY_TIMEOUT`` seconds and ``max_body`` bytes; only a complete
-request reaches the WSGI app, on a bounded pool of threads. A request over either
+request reaches the WSGI app (on the loop's thread, or on a bounded pool of threads
+while calls are slow: see ``WsgiBridge.run_app``). A request over either
 bound still reaches the app, with no body to read, so its 413 or 408 has idp's format
 and request id; the connection is then closed (RFC 9110 §15.5.9, §15.5.14).
 """
@@ -34,8 +35,12 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Seconds a client has to send its whole body once its headers are in. A token request
 # body is a few hundred bytes; even a 64 KiB body on a slow mobile link takes well under.
 BODY_TIMEOUT = 5.0
-# Threads per worker process that run the WSGI app on complete requests.
+# Threads per worker process that run the WSGI app while calls are slow (see run_app).
 APP_THREADS = 4
+# A call to the app that takes longer than this has waited on something (a stalled
+# database, a slow client jwks_uri): calls then go to the threads for SLOW_WINDOW seconds.
+SLOW_CALL = 0.25
+SLOW_WINDOW = 10.0
 
 # One line per answered request, with the id that ties it to idp's log lines and audit
 # events. No query string and no header: the access log must never carry a secret.
@@ -168,6 +173,7 @@ class WsgiBridge:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="idp-app")
+        self.threaded_until = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -197,8 +203,7 @@ class WsgiBridge:
                 body, length = received, len(received)
         stream = io.BytesIO(body) if refused is None else RefusedBody(refused)
         environ = wsgi_environ(scope, stream, length)
-        loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self.executor, run_wsgi, self.wsgi_app, environ)
+        response = await self.run_app(environ)
         headers = response.headers
         if refused is not None:
             # The rest of the body was never read: the connection cannot carry another request.
@@ -207,6 +212,26 @@ class WsgiBridge:
         body_out = b"".join(response.chunks)
         await send({"type": "http.response.body", "body": body_out})
         log_access(scope, response, len(body_out), time.perf_counter() - started)
+
+    async def run_app(self, environ: dict[str, Any]) -> WsgiResponse:
+        """The app's answer, computed on the event loop's own thread while calls are quick.
+
+        Handing each call to another thread and back costs more than a third of a token's
+        CPU (bench/README.md): the two threads take turns at the GIL. But a call on the
+        loop's thread holds up every other request of the worker while it waits, so after
+        a slow call (a dependency stalls) calls run on the threads, where their waits
+        overlap, until SLOW_WINDOW seconds pass without one.
+        """
+        started = time.monotonic()
+        if started < self.threaded_until:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(self.executor, run_wsgi, self.wsgi_app, environ)
+        else:
+            response = run_wsgi(self.wsgi_app, environ)
+        finished = time.monotonic()
+        if finished - started > SLOW_CALL:
+            self.threaded_until = finished + SLOW_WINDOW
+        return response
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
