@@ -8,12 +8,12 @@ database can hold (``idp.text``), so nothing later has to ask.
 from __future__ import annotations
 
 import base64
+import codecs
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from authlib.oauth2 import OAuth2Error
 from flask import Request
-from werkzeug.datastructures import MultiDict
 
 from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
@@ -66,11 +66,11 @@ def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedR
     elif request.mimetype != FORM_TYPE:
         raise MalformedRequest("content_type", f"the body must be {FORM_TYPE}")
     else:
-        form = request.form
+        form = _read_form(request)
     if request.args:
         raise MalformedRequest("query", "parameters must be sent in the body, not the URL")
     params: dict[str, str] = {}
-    for name, values in form.lists():
+    for name, values in form.items():
         if len(values) > 1:
             raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
         if len(values[0]) > MAX_PARAMETER_LENGTH:
@@ -93,7 +93,32 @@ def _unstorable(name: str) -> OAuth2Error:
     )
 
 
-def _read_json_as_form(request: Request) -> MultiDict[str, str]:
+def _keep_escaped(error: UnicodeError) -> tuple[str, int]:
+    """A %-escape of bytes that are not UTF-8 stays escaped text, as in ``request.form``."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return quote(error.object[error.start : error.end], safe=""), error.end
+
+
+KEEP_ESCAPED = "idp.keep_escaped"
+codecs.register_error(KEEP_ESCAPED, _keep_escaped)
+
+
+def _read_form(request: Request) -> dict[str, list[str]]:
+    """The form body's values by name, decoded as ``request.form`` decodes them (the same
+    body limit, a body that is not UTF-8 holds no parameters), without building
+    werkzeug's form parser and MultiDict for the few fields of an OAuth request."""
+    try:
+        text = request.get_data(cache=False).decode()
+    except UnicodeDecodeError:
+        return {}
+    form: dict[str, list[str]] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, errors=KEEP_ESCAPED):
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _read_json_as_form(request: Request) -> dict[str, list[str]]:
     try:
         data = load_json(request.get_data(cache=False))
     except JsonRefused as exc:
@@ -104,7 +129,7 @@ def _read_json_as_form(request: Request) -> MultiDict[str, str]:
         data = None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise MalformedRequest("json", "a JSON body must be an object of string values")
-    return MultiDict(data)
+    return {name: [value] for name, value in data.items()}
 
 
 def _check_client_authentication(form: dict[str, str], authorization: str | None) -> Presented:
