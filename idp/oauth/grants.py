@@ -219,7 +219,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
     def validate_token_request(self) -> None:
         # Past client authentication this grant only reads and signs, so the assertion's
-        # replay check may travel while the token is made; save_token settles it.
+        # replay check may travel while the token is made; the endpoint settles it before
+        # the response leaves (idp.oauth.views).
         self.request.defer_replay_checks = True
         super().validate_token_request()
 
