@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from authlib.oauth2.rfc6749 import ClientMixin
-from flask import g
 
 from idp.models import ClientRegistration
 from idp.registrations import ClientRegistry
@@ -47,7 +46,8 @@ class OAuthClient(ClientMixin):
     def get_allowed_scope(self, scope: str | None) -> str | None:
         """Requested scopes must all be the client's; none requested means all of them.
 
-        Returning None makes Authlib answer ``invalid_scope`` instead of silently dropping.
+        None (a scope the client does not hold) is answered ``invalid_scope`` by the grant
+        (``idp.oauth.grants.client_scope``) rather than silently dropped.
         """
         allowed = self.row.scopes
         if not scope:
@@ -59,8 +59,8 @@ class OAuthClient(ClientMixin):
 
 
 def client_lookup(registry: ClientRegistry) -> Callable[[object], OAuthClient | None]:
-    """Authlib's ``query_client``: the registry's cached registration, looked up once per
-    request however many authentication methods Authlib tries. An id no client can have
+    """Authlib's ``query_client``: the registry's cached registration (a request asks
+    once, for the client its one authentication method names). An id no client can have
     (the wrong type or length, a NUL or lone surrogate from an assertion's ``sub``) is
     unknown without a query."""
 
@@ -69,10 +69,7 @@ def client_lookup(registry: ClientRegistry) -> Callable[[object], OAuthClient | 
             return None
         if not is_storable(client_id):
             return None
-        found: dict[str, OAuthClient | None] = g.setdefault("idp_clients", {})
-        if client_id not in found:
-            registration = registry.get(client_id)
-            found[client_id] = OAuthClient(registration) if registration is not None else None
-        return found[client_id]
+        registration = registry.get(client_id)
+        return OAuthClient(registration) if registration is not None else None
 
     return query_client

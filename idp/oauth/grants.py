@@ -1,6 +1,9 @@
 """The client credentials, password and refresh grants on Authlib's grant classes, with
 the rules Authlib leaves to us: user-aware scopes, invalid_grant for bad credentials,
-rotation and reuse detection."""
+rotation and reuse detection.
+
+Each grant narrows the requested scope once, here; the token generator issues the
+scope it is given (idp.oauth.token_generator)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,14 @@ class IdpUser:
 
     def get_user_id(self) -> str:
         return self.row.id
+
+
+def client_scope(client: OAuthClient, requested: str | None) -> str:
+    """requested, within the client scopes; none requested means all of them."""
+    scope = client.get_allowed_scope(requested)
+    if scope is None:
+        raise InvalidScopeError()
+    return scope
 
 
 def user_scope(
@@ -173,7 +184,8 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
         user = self.authenticate_user(refresh_token)
         if user is None:
             raise InvalidGrantError("the user of this refresh token can no longer sign in")
-        wanted = (self.request.payload.scope or refresh_token.get_scope()).split()
+        requested = self.request.payload.scope or refresh_token.get_scope()
+        wanted = dict.fromkeys(requested.split())
         # Scopes taken from the user or the client since the login are not renewed.
         allowed = grantable_scopes(self.request.client.row.scopes, user.row)
         scope = " ".join(item for item in wanted if item in allowed)
@@ -207,17 +219,19 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
 
     def validate_token_request(self) -> None:
         # Past client authentication this grant only reads and signs, so the assertion's
-        # replay check may travel while the token is made; save_token settles it.
+        # replay check may travel while the token is made; the endpoint settles it before
+        # the response leaves (idp.oauth.views).
         self.request.defer_replay_checks = True
         super().validate_token_request()
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        subject = self.request.form.get("sub")
-        if subject is None:
-            return super().create_token_response()
         client: OAuthClient = self.request.client
-        user = IdpUser(self._own_user(client, subject))
-        scope = user_scope(client, user.row, self.request.payload.scope)
+        subject = self.request.form.get("sub")
+        user = IdpUser(self._own_user(client, subject)) if subject is not None else None
+        if user is None:
+            scope = client_scope(client, self.request.payload.scope)
+        else:
+            scope = user_scope(client, user.row, self.request.payload.scope)
         token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
         self.request.user = user
         self.save_token(token)

@@ -8,12 +8,12 @@ database can hold (``idp.text``), so nothing later has to ask.
 from __future__ import annotations
 
 import base64
+import codecs
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from authlib.oauth2 import OAuth2Error
 from flask import Request
-from werkzeug.datastructures import MultiDict
 
 from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
@@ -28,15 +28,33 @@ CLIENT_AUTH_PARAMETERS = frozenset(
     {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
 )
 MALFORMED_BASIC = "malformed Basic credentials"
+# The client authentication methods a request can present (RFC 6749 §2.3.1, RFC 7523 §2.2).
+BASIC = "client_secret_basic"
+POST = "client_secret_post"
+ASSERTION = "private_key_jwt"
+
+
+@dataclass(frozen=True)
+class Presented:
+    """The one client authentication method a request presents. ``basic`` holds the
+    Basic header's client id and secret, form-decoded (RFC 6749 §2.3.1)."""
+
+    method: str | None
+    basic: tuple[str, str] | None = None
+
+
+NOTHING_PRESENTED = Presented(None)
 
 
 @dataclass
 class CheckedRequest:
-    """A request that passed the checks, with its parameters (one string each) and the
-    replay checks it left to settle before it answers."""
+    """A request that passed the checks, with its parameters (one string each), the
+    client authentication it presents, and the replay checks it left to settle before it
+    answers."""
 
     request: Request
     params: dict[str, str]
+    presented: Presented = NOTHING_PRESENTED
     deferred: DeferredClaims = field(default_factory=DeferredClaims)
 
 
@@ -48,11 +66,11 @@ def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedR
     elif request.mimetype != FORM_TYPE:
         raise MalformedRequest("content_type", f"the body must be {FORM_TYPE}")
     else:
-        form = request.form
+        form = _read_form(request)
     if request.args:
         raise MalformedRequest("query", "parameters must be sent in the body, not the URL")
     params: dict[str, str] = {}
-    for name, values in form.lists():
+    for name, values in form.items():
         if len(values) > 1:
             raise MalformedRequest("duplicate", f"parameter '{name}' is given more than once")
         if len(values[0]) > MAX_PARAMETER_LENGTH:
@@ -60,8 +78,8 @@ def check_oauth_request(request: Request, json_bodies: bool = False) -> CheckedR
         if not (is_storable(name) and is_storable(values[0])):
             raise _unstorable(name)
         params[name] = values[0]
-    _check_client_authentication(params, request.headers.get("Authorization"))
-    return CheckedRequest(request, params)
+    presented = _check_client_authentication(params, request.headers.get("Authorization"))
+    return CheckedRequest(request, params, presented)
 
 
 def _unstorable(name: str) -> OAuth2Error:
@@ -75,7 +93,32 @@ def _unstorable(name: str) -> OAuth2Error:
     )
 
 
-def _read_json_as_form(request: Request) -> MultiDict[str, str]:
+def _keep_escaped(error: UnicodeError) -> tuple[str, int]:
+    """A %-escape of bytes that are not UTF-8 stays escaped text, as in ``request.form``."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return quote(error.object[error.start : error.end], safe=""), error.end
+
+
+KEEP_ESCAPED = "idp.keep_escaped"
+codecs.register_error(KEEP_ESCAPED, _keep_escaped)
+
+
+def _read_form(request: Request) -> dict[str, list[str]]:
+    """The form body's values by name, decoded as ``request.form`` decodes them (the same
+    body limit, a body that is not UTF-8 holds no parameters), without building
+    werkzeug's form parser and MultiDict for the few fields of an OAuth request."""
+    try:
+        text = request.get_data(cache=False).decode()
+    except UnicodeDecodeError:
+        return {}
+    form: dict[str, list[str]] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, errors=KEEP_ESCAPED):
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _read_json_as_form(request: Request) -> dict[str, list[str]]:
     try:
         data = load_json(request.get_data(cache=False))
     except JsonRefused as exc:
@@ -86,29 +129,28 @@ def _read_json_as_form(request: Request) -> MultiDict[str, str]:
         data = None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise MalformedRequest("json", "a JSON body must be an object of string values")
-    return MultiDict(data)
+    return {name: [value] for name, value in data.items()}
 
 
-def _check_client_authentication(form: dict[str, str], authorization: str | None) -> None:
-    presented = [
-        authorization is not None,
-        "client_secret" in form,
-        "client_assertion" in form or "client_assertion_type" in form,
-    ]
-    if sum(presented) > 1:
+def _check_client_authentication(form: dict[str, str], authorization: str | None) -> Presented:
+    with_secret = "client_secret" in form
+    with_assertion = "client_assertion" in form or "client_assertion_type" in form
+    if (authorization is not None) + with_secret + with_assertion > 1:
         raise MalformedRequest("auth_methods", "use exactly one client authentication method")
     if authorization is not None:
-        _check_basic(authorization)
-    if presented[2]:
+        return Presented(BASIC, _check_basic(authorization))
+    if with_assertion:
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise ClientAuthFailed(
                 "assertion_type", f"client_assertion_type must be {ASSERTION_TYPE}"
             )
         if not form.get("client_assertion"):
             raise ClientAuthFailed("malformed", "client_assertion is missing")
+        return Presented(ASSERTION)
+    return Presented(POST) if with_secret else NOTHING_PRESENTED
 
 
-def _check_basic(authorization: str) -> None:
+def _check_basic(authorization: str) -> tuple[str, str]:
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() != "basic":
         raise ClientAuthFailed("basic", "only the Basic authorization scheme is accepted here")
@@ -120,7 +162,8 @@ def _check_basic(authorization: str) -> None:
     client_id, colon, secret = decoded.partition(":")
     if not colon or not client_id or not secret:
         raise ClientAuthFailed("basic", MALFORMED_BASIC)
-    # Both parts are form-encoded (RFC 6749 §2.3.1), and Authlib decodes them so: a %00
-    # is a NUL by the time the client is looked up.
-    if not (is_storable(unquote(client_id)) and is_storable(unquote(secret))):
+    # Both parts are form-encoded (RFC 6749 §2.3.1): a %00 is a NUL once decoded.
+    client_id, secret = unquote(client_id), unquote(secret)
+    if not (is_storable(client_id) and is_storable(secret)):
         raise ClientAuthFailed("basic", MALFORMED_BASIC)
+    return client_id, secret

@@ -6,21 +6,27 @@ import importlib
 import json
 from typing import Any
 
+from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749 import (
+    InsecureTransportError,
+    InvalidClientError,
+    OAuth2Payload,
+    OAuth2Request,
+)
 from flask import Flask, Response, current_app, g
 
-from idp.oauth.assertions import AssertionValidator
-from idp.oauth.client_auth import PrivateKeyJWTAuth
+from idp.oauth.assertions import AssertionValidator, ParsedAssertion
+from idp.oauth.client_auth import ClientAuthMethod, client_auth_methods, unauthenticated
 from idp.oauth.client_keys import ClientKeyResolver
-from idp.oauth.clients import client_lookup
+from idp.oauth.clients import OAuthClient, client_lookup
 from idp.oauth.errors import ClientAuthFailed
 from idp.oauth.jwt_bearer import grant_assertion_validator
 from idp.oauth.request_checks import CheckedRequest
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
-from idp.observability.metrics import TOKEN_FAILURES, TOKENS_ISSUED
+from idp.observability.metrics import TOKEN_FAILURES
 from idp.refresh_tokens import new_refresh_token
 from idp.registry import GRANTS, Grant
 from idp.runtime import Runtime
@@ -29,10 +35,6 @@ SERVER_KEY = "idp.oauth"
 # Set on flask.g when a refusal asks the endpoint to keep what the request wrote.
 DURABLE_FAILURE = "idp_durable_failure"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-UNAUTHENTICATED = (
-    "client authentication failed: unknown client, wrong secret, no credentials, "
-    "or a method the client is not registered for"
-)
 
 
 class FormPayload(OAuth2Payload):
@@ -59,16 +61,29 @@ class EndpointRequest(OAuth2Request):
     The URL Authlib checks for TLS is the endpoint's public one, under ``IDP_ISSUER``:
     idp runs behind whatever terminates TLS, so the request it receives is plain HTTP
     with the public host name, which Authlib would refuse (``insecure_transport``). An
-    ``http://`` issuer on a host other than loopback is refused as before.
+    ``http://`` issuer on a host other than loopback is refused as before; the server
+    judges the issuer once (``IdpAuthorizationServer.create_oauth2_request``), so the
+    attributes of ``OAuth2Request.__init__`` are set here without its per-request check.
     """
 
-    def __init__(self, checked: CheckedRequest, issuer: str) -> None:
+    def __init__(self, checked: CheckedRequest, uri: str) -> None:
         request = checked.request
-        super().__init__(request.method, issuer + request.path)
+        self.method = request.method
+        self.uri = uri
         # Set here: Authlib's ``headers or {}`` would count the WSGI environ's headers.
         self.headers = request.headers
+        self._body = None
         self.payload = FormPayload(checked.params)
+        self.client = None
+        self.auth_method = None
+        self.user = None
+        self.authorization_code = None
+        self.refresh_token = None
+        self.credential = None
+        self._scope = None
         self.checked = checked
+        # The client assertion, parsed once by private_key_jwt (idp.oauth.client_auth).
+        self.client_assertion: ParsedAssertion | None = None
         # Set by a grant whose only work after client authentication is issuing the token.
         self.defer_replay_checks = False
 
@@ -88,16 +103,34 @@ class IdpAuthorizationServer(AuthorizationServer):
     runtime: Runtime
     key_resolver: ClientKeyResolver  # public keys of clients and trusted issuers
     grant_assertions: AssertionValidator  # the jwt-bearer grant's assertion rules
+    client_auth_methods: dict[str, ClientAuthMethod]  # by the name a client registers
+    secure_issuer: bool  # Authlib's transport rule, judged once for IDP_ISSUER
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
-        """Every endpoint's one way to authenticate a client: idp's own failures pass with
-        their rule; Authlib's (no method accepted the request) become one clear answer."""
+        """Every endpoint's one way to authenticate a client: the one method the request
+        presents (the input checks allow one), in place of Authlib's loop over every
+        method the endpoint accepts. The client's registration is checked once, between
+        naming the client and checking its credentials. Authlib's own refusals (an
+        assertion that does not parse) become the one answer for a failed authentication."""
+        method_name = request.checked.presented.method
+        method = self.client_auth_methods.get(method_name) if method_name in methods else None
+        if method is None:
+            raise unauthenticated()
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client: OAuthClient | None = method.claimed_client(self.query_client, request)
+            if client is None:
+                raise unauthenticated()
+            if not client.check_endpoint_auth_method(method.name, endpoint):
+                raise method.unregistered()
+            if not method.prove(client, request):
+                raise unauthenticated()
         except ClientAuthFailed:
             raise
         except InvalidClientError:
-            raise ClientAuthFailed("credentials", UNAUTHENTICATED) from None
+            raise unauthenticated() from None
+        request.client = client
+        request.auth_method = method.name
+        return client
 
     def handle_error_response(self, request: Any, error: OAuth2Error) -> Response:
         if error.error == "invalid_client":
@@ -110,7 +143,9 @@ class IdpAuthorizationServer(AuthorizationServer):
 
     def create_oauth2_request(self, request: CheckedRequest) -> EndpointRequest:
         # The endpoints pass what check_oauth_request returned (idp.oauth.views).
-        return EndpointRequest(request, self.runtime.settings.issuer)
+        if not self.secure_issuer:
+            raise InsecureTransportError()
+        return EndpointRequest(request, self.runtime.settings.issuer + request.request.path)
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         body = json.dumps(payload) if isinstance(payload, dict) else payload
@@ -124,11 +159,9 @@ class IdpAuthorizationServer(AuthorizationServer):
 
 
 def _save_token(token: dict[str, Any], request: EndpointRequest) -> None:
-    # Access tokens are self-contained JWTs and grants store refresh tokens themselves;
-    # the endpoint commits once the whole response is ready. The token is signed now:
-    # the replay checks it was issued on are answered (or it is refused) before it counts.
-    request.checked.deferred.settle()
-    TOKENS_ISSUED.labels(request.payload.grant_type, request.auth_method).inc()
+    """Nothing to save: access tokens are self-contained JWTs and grants store refresh
+    tokens themselves. The endpoint settles the request's replay checks, commits once
+    and counts the token when the whole response is ready (idp.oauth.views)."""
 
 
 def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer:
@@ -139,9 +172,11 @@ def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer
     server.register_token_generator("default", generator)
     server.key_resolver = ClientKeyResolver(rt.settings.insecure_jwks_uri)
     server.grant_assertions = grant_assertion_validator(rt.settings, rt.replay_store)
-    server.register_client_auth_method(
-        "private_key_jwt", PrivateKeyJWTAuth(rt.settings, rt.replay_store, server.key_resolver)
+    server.client_auth_methods = client_auth_methods(
+        rt.settings, rt.replay_store, server.key_resolver
     )
+    # Authlib judges the scheme and host only, which every endpoint URL shares with the issuer.
+    server.secure_issuer = is_secure_transport(rt.settings.issuer + "/")
     for grant in GRANTS:
         server.register_grant(_grant_class(grant))
     server.register_endpoint(IdpRevocationEndpoint)

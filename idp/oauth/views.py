@@ -21,7 +21,7 @@ from idp.models import User, db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import CheckedRequest, check_oauth_request
 from idp.oauth.server import DURABLE_FAILURE, IdpAuthorizationServer, authorization_server
-from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY
+from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY, TOKENS_ISSUED
 
 blueprint = Blueprint("oauth", __name__)
 
@@ -30,9 +30,11 @@ def _run(
     server: IdpAuthorizationServer,
     handler: Callable[[CheckedRequest], Response],
     json_bodies: bool = False,
+    on_success: Callable[[CheckedRequest], None] | None = None,
 ) -> Response:
     """Validate, run, and commit once: a success, or a refusal that must be remembered
-    (a counted bad password, a revoked family); any other failure leaves nothing behind."""
+    (a counted bad password, a revoked family); any other failure leaves nothing behind.
+    ``on_success`` runs once a success is settled and committed."""
     try:
         # The request object itself, not Flask's proxy: read a dozen times per request.
         real_request = request._get_current_object()  # type: ignore[attr-defined]
@@ -40,8 +42,10 @@ def _run(
         try:
             response = handler(checked)
             if response.status_code < 400:
-                # Issuing the token settles its replay checks; none may be left unread
-                # when a response leaves (idp.oauth.assertions.DeferredClaims).
+                # The one place replay checks deferred while the token was made are
+                # answered: none may be left unread when a response leaves, and a
+                # replay turns the success into a refusal before anything is committed
+                # (idp.oauth.assertions.DeferredClaims).
                 checked.deferred.settle()
         finally:
             checked.deferred.discard()
@@ -51,6 +55,8 @@ def _run(
             db.session.commit()
         else:
             db.session.rollback()
+        if on_success is not None and response.status_code < 400:
+            on_success(checked)
         if response.status_code == 503:
             # Authlib caught a TemporarilyUnavailable (a store failed inside its flow) and
             # answered it in RFC 6749 form, counted in metrics; only the retry hint is missing.
@@ -93,9 +99,14 @@ def token() -> Response:
             raise MalformedRequest("grant_type", "grant_type is required")
         return server.create_token_response(checked)
 
-    response = _run(server, respond, server.runtime.settings.token_json_bodies)
+    response = _run(server, respond, server.runtime.settings.token_json_bodies, _count_issued)
     TOKEN_LATENCY.observe(time.perf_counter() - started)
     return response
+
+
+def _count_issued(checked: CheckedRequest) -> None:
+    # Every token response authenticated its client with the method the request presents.
+    TOKENS_ISSUED.labels(checked.params["grant_type"], checked.presented.method).inc()
 
 
 @blueprint.post("/oidc/revoke")

@@ -9,6 +9,7 @@ import pytest
 from tests.oauth.helpers import assertion, assertion_form, basic, client_key, register
 
 CC = {"grant_type": "client_credentials"}
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
@@ -272,3 +273,38 @@ def test_transport_security_is_judged_by_the_public_issuer(make_app, issuer, sta
     )
     assert response.status_code == status
     assert response.get_json().get("error") == error
+
+
+# -- how the form body is read ---------------------------------------------------------
+
+
+def test_an_escape_that_is_not_utf8_stays_as_its_text(http) -> None:
+    body = b"grant_type=client_credentials&%FF=1&%FF=2"
+    response = http.post("/oidc/token", data=body, content_type=FORM_TYPE)
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid_request",
+        "error_description": "parameter '%FF' is given more than once",
+    }
+
+
+def test_a_body_that_is_not_utf8_holds_no_parameters(http, secret_post) -> None:
+    client_id, secret = secret_post
+    body = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}"
+    response = http.post("/oidc/token", data=body.encode() + b"&x=\xff", content_type=FORM_TYPE)
+    assert response.status_code == 400
+    assert response.get_json()["error_description"] == "grant_type is required"
+    control = http.post("/oidc/token", data=body.encode() + b"&x=%FF", content_type=FORM_TYPE)
+    assert control.status_code == 200
+
+
+def test_blank_values_are_kept_and_plus_is_a_space(http, secret_post) -> None:
+    client_id, secret = secret_post
+    body = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}"
+    spaced = http.post("/oidc/token", data=body + "&scope=+user:read+", content_type=FORM_TYPE)
+    assert spaced.status_code == 200 and spaced.get_json()["scope"] == "user:read"
+    blank = http.post("/oidc/token", data=body + "&client_secret=", content_type=FORM_TYPE)
+    assert blank.status_code == 400
+    assert (
+        blank.get_json()["error_description"] == "parameter 'client_secret' is given more than once"
+    )
