@@ -40,7 +40,8 @@ def bridge_module() -> types.ModuleType:
     ]
     module = types.ModuleType("ceiling_bridge")
     module.__file__ = spec.origin
-    sys.modules[module.__name__] = module  # dataclass-like lookups need it registered
+    # Its classes name it as their module; typing and pickle look modules up here.
+    sys.modules[module.__name__] = module
     exec(compile(tree, spec.origin, "exec"), module.__dict__)  # noqa: S102 -- idp's own source
     return module
 
