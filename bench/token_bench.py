@@ -691,7 +691,8 @@ class IdpServer(Server):
     def describe(self) -> str:
         storage = f"PostgreSQL + Redis database {REDIS_DB[self.name]} (replay store)"
         if self.server == "granian-wsgi":
-            return f"`{shlex.join(self.command()[1:])}` (granian's WSGI interface), {storage}"
+            argv = ["python", *self.command()[1:]]
+            return f"`{shlex.join(argv)}` (granian's WSGI interface), {storage}"
         extra = " " + shlex.join(self.serve_args) if self.serve_args else ""
         settings = (
             f"idp/observability/gunicorn_conf.py: {self.settings}"
@@ -1415,7 +1416,8 @@ def software(pg: Postgres, redis: Redis) -> str:
     return (
         f"{wrk}; node {node}, oidc-provider {provider}; Flask {version('flask')}, "
         f"Authlib {version('authlib')}, joserfc {version('joserfc')}, "
-        f"gunicorn {version('gunicorn')}; {pg.version}; "
+        f"granian {version('granian')}, gunicorn {version('gunicorn')}, "
+        f"gevent {version('gevent')}; {pg.version}; "
         f"Redis {redis_version.group(1) if redis_version else '?'}"
     )
 
