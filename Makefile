@@ -3,7 +3,7 @@
 #   make serve   venv + package, `idp init`, then serve on http://127.0.0.1:8000
 #   make test    venv + dev extras, server binaries, pytest in both profiles
 #   make lint    ruff check + ruff format --check + mypy (idp/)
-#   make bench   token endpoint: idp vs node-oidc-provider vs a no-storage ceiling app (bench/README.md)
+#   make bench   token endpoint: idp (granian, gunicorn) vs node-oidc-provider vs a ceiling app (bench/README.md)
 #   make clean   remove the venv and build/test leftovers
 
 PYTHON ?= python3
@@ -81,8 +81,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 
 # Speed is measured here, never in tests (bench/README.md): the token endpoint of idp
-# (PostgreSQL + Redis) against node-oidc-provider and a no-storage ceiling, with wrk;
-# e.g. BENCH_ARGS="--quick --record". The other benchmarks run directly:
+# (PostgreSQL + Redis; on granian, and on gunicorn as idp-gunicorn) against
+# node-oidc-provider and a no-storage ceiling, with wrk, in 3 interleaved rounds of
+# ES256 + client_secret_basic at 32 connections (about 10 minutes); e.g.
+# BENCH_ARGS="--quick" (one round) or "--full --record". The other benchmarks run directly:
 # $(BIN)/python bench/users_get.py, $(BIN)/python bench/password_grant.py.
 bench: $(RUN_STAMP)
 	tests/support/ensure-servers

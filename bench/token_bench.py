@@ -3,30 +3,40 @@
 In one run, the same load generator (wrk with bench/token_bench.lua) measures
 ``POST /oidc/token`` (client_credentials) and ``GET /oidc/jwks`` of:
 
-* ``idp``: ``python -m idp serve --workers W`` of this working tree, with a private
-  PostgreSQL (initdb into a temporary directory through tests/support/pg_ctl) and a
-  private redis-server, both on free loopback ports; clients made with the CLI;
+* ``idp``: ``python -m idp serve --server granian --workers W`` of this working tree
+  (granian's ASGI interface, idp.serving.asgi.WsgiBridge), with a private PostgreSQL
+  (initdb into a temporary directory through tests/support/pg_ctl) and a private
+  redis-server, both on free loopback ports; clients made with the CLI;
+* ``idp-gunicorn``: ``python -m idp serve --server gunicorn`` (gevent workers), on the
+  same database and its own Redis database (its own replay store);
+* ``idp-granian-wsgi`` (not by default): granian's WSGI interface serving idp.wsgi:app
+  with idp's granian flags, to compare the bridge with granian's own WSGI path;
 * ``node``: node-oidc-provider 8 (bench/node/server.js), one process, configured the
   same way (client_credentials, private_key_jwt ES256/RS256, client_secret_basic, JWT
   access tokens through resource indicators, replay detection in memory);
 * ``node-cluster``: the same in N processes (node's cluster module), replay detection
   in the same private Redis (workers share no memory);
-* ``ceiling``: bench/ceiling_app.py, Flask + joserfc with no storage, served by
-  gunicorn with idp's gunicorn settings and worker count;
+* ``ceiling``: bench/ceiling_app.py, Flask + joserfc with no storage, served as idp is
+  (granian, idp's flags, idp's WsgiBridge: bench/ceiling_asgi.py) or, with
+  ``--ceiling-server gunicorn``, with idp's gunicorn settings;
 * ``ceiling-replay``: the same app with idp's Redis replay check (idp's
   ``RedisReplayStore`` on the same private Redis, counted in its CPU), private_key_jwt
   scenarios only: what cross-process replay safety costs on this stack by itself.
 
 All of them use the same issuer, client_ids, client keys and secret, so one pool of
 pre-signed client assertions (unique ``jti`` each) serves them all; a server never
-sees an assertion twice, except in the replay check. Scenarios: private_key_jwt ES256
-and RS256, client_secret_basic, GET /oidc/jwks, and the password grant (idp only),
-each at every connection count, the servers interleaved. See bench/README.md.
+sees an assertion twice, except in the replay check. Every round measures each server
+once per scenario, one after the other (the order flips every round), and the report
+gives medians and every ratio per round (bench_summary.py), then each server's memory
+after the last round (proc_memory.py). Scenarios: private_key_jwt ES256 and RS256,
+client_secret_basic, GET /oidc/jwks, and the password grant (idp servers only). See
+bench/README.md.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/token_bench.py [--quick] [--connections 8,32,64]
-        [--duration S] [--warmup S] [--servers idp,node,...] [--scenarios ...]
+    .venv/bin/python bench/token_bench.py [--quick | --full] [--rounds R]
+        [--connections 32] [--duration S] [--warmup S] [--servers idp,node,...]
+        [--scenarios ...] [--ceiling-server granian|gunicorn] [--py-spy S]
         [--idp-args "..."] [--ceiling-args "..."] [--record] [--output PATH]
 """
 
@@ -61,7 +71,10 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from bench_summary import summary
 from password_grant import free_port
+from proc_memory import TreeMemory, tree_memory
+from profile_summary import largest_costs, top_functions
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -83,9 +96,22 @@ ASSERTION_LIFETIME = 3600
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 LOG_TAIL = 30
 REPLAY_DISTANCE = 2500  # other requests between first use and the late replay
-DEFAULT_CONNECTIONS = "8,32,64"
+DEFAULT_CONNECTIONS = "32"
+DEFAULT_SCENARIOS = "es256,basic"
+DEFAULT_ROUNDS = 3
+FULL_CONNECTIONS = "8,32,64"
 
-SERVERS = ("idp", "node", "node-cluster", "ceiling", "ceiling-replay")
+SERVERS = (
+    "idp", "idp-gunicorn", "idp-granian-wsgi", "node", "node-cluster", "ceiling", "ceiling-replay",
+)  # fmt: skip
+DEFAULT_SERVERS = tuple(name for name in SERVERS if name != "idp-granian-wsgi")
+# Servers sharing the private Redis each use their own database: a pre-signed assertion
+# one server has claimed would otherwise be a replay for the next ("jti already used").
+REDIS_DB = {"idp": 0, "node-cluster": 1, "ceiling-replay": 2, "idp-gunicorn": 3,
+            "idp-granian-wsgi": 4}  # fmt: skip
+# How each idp server is started: `idp serve --server X`, or granian's WSGI interface.
+IDP_SERVERS = {"idp": "granian", "idp-gunicorn": "gunicorn", "idp-granian-wsgi": "granian-wsgi"}
+PY_SPY_RATE = 250  # samples per second
 SCENARIOS = ("es256", "rs256", "basic", "jwks", "password")
 SCENARIO_LABELS = {
     "es256": "private_key_jwt ES256",
@@ -144,6 +170,21 @@ def wait_until(check: Any, timeout: float, what: str, process: subprocess.Popen 
     raise BenchError(
         f"{what} not ready after {timeout:.0f} s:\n{tail(log_path) if log_path else ''}"
     )
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The worker processes of a pre-forking server (granian, gunicorn), lowest pid first:
+    its main process's children, without multiprocessing's resource tracker."""
+    if server.process is None:
+        return []
+    pids = []
+    for pid, (ppid, _) in proc_table().items():
+        if ppid != server.process.pid:
+            continue
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+    return sorted(pids)
 
 
 def stop_group(process: subprocess.Popen | None, grace: float = 15.0) -> None:
@@ -215,6 +256,27 @@ def gunicorn_settings() -> str:
     except (BenchError, ValueError):
         return "settings unreadable"
     return ", ".join(f"{k}={v}" for k, v in found.items() if v is not None)
+
+
+def serving() -> Any:
+    """``idp.serving.servers`` of this working tree: the command lines `idp serve` runs."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import idp.serving.servers as servers
+
+    if not Path(servers.__file__).resolve().is_relative_to(REPO / "idp"):
+        raise BenchError(f"import idp resolved to {servers.__file__}, not to {REPO / 'idp'}")
+    return servers
+
+
+def granian_wsgi_argv(port: int, workers: int, target: str) -> list[str]:
+    """idp's granian command line with the WSGI interface instead of its ASGI bridge:
+    a blocking thread reads each body and runs the app (4 per worker, as the bridge's)."""
+    argv = serving().granian_argv(HOST, port, workers, target)
+    at = argv.index("--interface")
+    argv[at + 1] = "wsgi"
+    argv[-1:-1] = ["--blocking-threads", "4"]
+    return argv
 
 
 def git(*args: str) -> str:
@@ -520,14 +582,24 @@ class Server:
 
 
 class IdpServer(Server):
-    name = "idp"
+    """idp of this working tree; ``name`` picks the HTTP server (IDP_SERVERS).
 
-    def __init__(self, tmp: Path, args: argparse.Namespace, pg: Postgres, redis: Redis) -> None:
+    Every idp server shares the one PostgreSQL database (clients, keys) that the first,
+    "idp", provisions, and the issuer (its URL), so the same assertions work on each;
+    each has its own Redis database, hence its own replay store.
+    """
+
+    def __init__(
+        self, tmp: Path, args: argparse.Namespace, pg: Postgres, redis: Redis,
+        name: str = "idp", issuer: str = "",
+    ) -> None:  # fmt: skip
+        self.name = name
         super().__init__(tmp)
+        self.server = IDP_SERVERS[name]
         self.workers = args.workers
         self.serve_args = shlex.split(args.idp_args)
         self.pg, self.redis = pg, redis
-        self.issuer = self.base
+        self.issuer = issuer or self.base
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith("IDP_") and k != "PYTHONPATH"
         }
@@ -538,8 +610,8 @@ class IdpServer(Server):
             PYTHONUNBUFFERED="1",
             IDP_ISSUER=self.issuer,
             IDP_DATABASE_URL=pg.url,
-            IDP_REDIS_URL=redis.url(0),
-            IDP_KEYS_DIR=str(self.tmp / "keys"),
+            IDP_REDIS_URL=redis.url(REDIS_DB[name]),
+            IDP_KEYS_DIR=str(tmp / "idp" / "keys"),  # the signing keys "idp" made
             IDP_ASSERTION_MAX_LIFETIME=str(ASSERTION_LIFETIME),
             IDP_CLOCK_SKEW=str(CLOCK_SKEW),
             IDP_ACCESS_TOKEN_TTL=str(ACCESS_TOKEN_TTL),
@@ -547,7 +619,7 @@ class IdpServer(Server):
         )
         self.extra_pids = []
         self.fingerprints: list[str] = []
-        self.settings = ""  # idp's gunicorn worker settings when it started
+        self.settings = ""  # idp's gunicorn worker settings when it started (gunicorn only)
 
     def environment(self) -> dict[str, str]:
         return self.env
@@ -601,12 +673,15 @@ class IdpServer(Server):
 
     def before_start(self) -> None:
         self.fingerprints.append(fingerprint())
-        self.settings = self.settings or gunicorn_settings()
+        if self.server == "gunicorn":
+            self.settings = self.settings or gunicorn_settings()
 
     def command(self) -> list[str]:
+        if self.server == "granian-wsgi":
+            return granian_wsgi_argv(self.port, self.workers, "idp.wsgi:app")
         return [
-            sys.executable, "-m", "idp", "serve", "--host", HOST, "--port", str(self.port),
-            "--workers", str(self.workers), *self.serve_args,
+            sys.executable, "-m", "idp", "serve", "--server", self.server, "--host", HOST,
+            "--port", str(self.port), "--workers", str(self.workers), *self.serve_args,
         ]  # fmt: skip
 
     def start(self) -> None:
@@ -614,11 +689,19 @@ class IdpServer(Server):
         self.extra_pids = self.pg.pids() + self.redis.pids()
 
     def describe(self) -> str:
+        storage = f"PostgreSQL + Redis database {REDIS_DB[self.name]} (replay store)"
+        if self.server == "granian-wsgi":
+            argv = ["python", *self.command()[1:]]
+            return f"`{shlex.join(argv)}` (granian's WSGI interface), {storage}"
+        extra = " " + shlex.join(self.serve_args) if self.serve_args else ""
+        settings = (
+            f"idp/observability/gunicorn_conf.py: {self.settings}"
+            if self.server == "gunicorn"
+            else "idp.serving.servers.granian_argv: ASGI, idp.serving.asgi.WsgiBridge"
+        )
         return (
-            f"`python -m idp serve --workers {self.workers}"
-            f"{' ' + shlex.join(self.serve_args) if self.serve_args else ''}` "
-            f"(idp/observability/gunicorn_conf.py: {self.settings}), "
-            "PostgreSQL + Redis (replay store)"
+            f"`python -m idp serve --server {self.server} --workers {self.workers}{extra}` "
+            f"({settings}), {storage}"
         )
 
 
@@ -662,7 +745,12 @@ class NodeServer(Server):
 
 
 class CeilingServer(Server):
-    """The ceiling app; with ``redis``, the ceiling-replay server (idp's replay check)."""
+    """The ceiling app; with ``redis``, the ceiling-replay server (idp's replay check).
+
+    Served like idp's default (``--ceiling-server granian``): granian with the flags of
+    ``idp.serving.servers.granian_argv`` on bench/ceiling_asgi.py (the app behind idp's
+    WsgiBridge); or like idp-gunicorn, with idp's gunicorn settings.
+    """
 
     def __init__(
         self, tmp: Path, args: argparse.Namespace, config: dict, redis: Redis | None = None
@@ -673,15 +761,17 @@ class CeilingServer(Server):
         self.replay_store = redis is not None
         if redis is not None:
             # Its own database: the ceiling's jti keys never meet idp's or node's.
-            config = dict(config, replay_redis_url=redis.url(2))
+            config = dict(config, replay_redis_url=redis.url(REDIS_DB[self.name]))
         self.workers = args.workers
-        self.gunicorn_args = shlex.split(args.ceiling_args)
+        self.server = args.ceiling_server
+        self.server_args = shlex.split(args.ceiling_args)
         self.config_path = self.tmp / "config.json"
         self.config_path.write_text(json.dumps(config))
         self.settings = ""
 
     def before_start(self) -> None:
-        self.settings = self.settings or gunicorn_settings()
+        if self.server == "gunicorn":
+            self.settings = self.settings or gunicorn_settings()
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -697,23 +787,29 @@ class CeilingServer(Server):
         self.extra_pids = self.redis.pids() if self.redis is not None else []
 
     def command(self) -> list[str]:
+        if self.server == "granian":
+            argv = serving().granian_argv(HOST, self.port, self.workers, "ceiling_asgi:app")
+            argv[-1:-1] = self.server_args
+            return argv
         return [
             sys.executable, "-m", "gunicorn", "--config", "python:idp.observability.gunicorn_conf",
             "--bind", f"{HOST}:{self.port}", "--workers", str(self.workers),
-            *self.gunicorn_args, "ceiling_app:app",
+            *self.server_args, "ceiling_app:app",
         ]  # fmt: skip
 
     def describe(self) -> str:
-        extra = " " + shlex.join(self.gunicorn_args) if self.gunicorn_args else ""
-        return (
-            f"`gunicorn --config python:idp.observability.gunicorn_conf --workers {self.workers}"
-            f"{extra} ceiling_app:app` (bench/ceiling_app.py; {self.settings}), no storage, "
-            + (
-                "replay check in Redis with idp's RedisReplayStore"
-                if self.redis
-                else "no replay store"
+        replay = "replay check in Redis with idp's RedisReplayStore" if self.redis else (
+            "no replay store"
+        )  # fmt: skip
+        if self.server == "granian":
+            served = (
+                "bench/ceiling_app.py behind idp.serving.asgi.WsgiBridge (bench/ceiling_asgi.py), "
+                "granian with idp.serving.servers.granian_argv's flags"
             )
-        )
+        else:
+            served = f"bench/ceiling_app.py on gunicorn ({self.settings})"
+        extra = " " + shlex.join(self.server_args) if self.server_args else ""
+        return f"{served}, --workers {self.workers}{extra}, no storage, {replay}"
 
 
 # -- one measured run --------------------------------------------------------------
@@ -749,6 +845,7 @@ class Replay:
     connections: int
     early: str = "not run"
     late: str = "not run"
+    round: int = 1
 
     @property
     def passed(self) -> bool:
@@ -995,7 +1092,9 @@ class Bench:
             best = max((r for (_, sc), r in self.rates.items() if sc == scenario), default=0)
             self.rates.setdefault((server.name, scenario), max(2 * warm.rate, best))
             before = warm.responses
-        replay = Replay(server.name, scenario, connections) if check_replay else None
+        replay = (
+            Replay(server.name, scenario, connections, round=round_no) if check_replay else None
+        )
         checker = None
         finished = threading.Event()
         progress_arg = "-"
@@ -1078,15 +1177,12 @@ class Bench:
         """py-spy samples of one idp worker under load (an extra, unmeasured run).
 
         Writes the folded stacks to ``out`` and returns the top functions by inclusive
-        share of the samples.
+        share of the samples, then the five largest costs in ms per token.
         """
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not os.access(spy, os.X_OK):
             raise BenchError("py-spy not found: .venv/bin/pip install py-spy")
-        table = proc_table()
-        workers = [
-            pid for pid, (ppid, _) in table.items() if server.process and ppid == server.process.pid
-        ]
+        workers = worker_pids(server)
         if not workers:
             raise BenchError("no idp worker process found to profile")
         seconds = self.args.py_spy
@@ -1095,9 +1191,13 @@ class Bench:
         if scenario in ("es256", "rs256"):
             path, _ = self.bodies_file(server, scenario, seconds + 2)
             source = f"@{path}"
+        # Every thread of the worker is looked at (the app runs on the bridge's threads,
+        # the event loop on the main one), and the one holding the GIL is sampled: a thread
+        # waiting on a socket, a queue or a lock does not count, which py-spy's idle
+        # detection alone misses for queue and lock waits.
         spy_argv = [
-            spy, "record", "--nonblocking", "-r", "250", "-d", str(seconds), "-f", "raw",
-            "-o", str(out), "-p", str(min(workers)),
+            spy, "record", "--nonblocking", "--gil", "-r", str(PY_SPY_RATE), "-d", str(seconds),
+            "-f", "raw", "-o", str(out), "-p", str(workers[0]),
         ]  # fmt: skip
         result: list[WrkResult] = []
         load = threading.Thread(
@@ -1110,9 +1210,17 @@ class Bench:
         time.sleep(1)
         run(spy_argv, "py-spy record", timeout=seconds + 60)
         load.join(timeout=seconds + self.args.timeout + 60)
-        if result:
-            self.advance(server, scenario, result[0], min(self.args.threads, connections))
-        return top_functions(out)
+        if not result:
+            return top_functions(out)
+        self.advance(server, scenario, result[0], min(self.args.threads, connections))
+        # Tokens the sampled worker answered while sampled, if the workers share evenly.
+        tokens = result[0].rate * seconds / len(workers)
+        costs = largest_costs(out, 1000 / PY_SPY_RATE, tokens)
+        load_line = (
+            f"load while sampled: {result[0].rate:.0f} tokens/s, {result[0].errors} errors"
+            + (", pool exhausted" if result[0].exhausted else "")
+        )
+        return [*top_functions(out), load_line, "five largest costs per token:", *costs]
 
     def kill_wrk(self) -> None:
         for process in list(self.wrk_procs):
@@ -1123,43 +1231,33 @@ class Bench:
 # -- the report --------------------------------------------------------------------
 
 
-def top_functions(folded: Path, count: int = 12) -> list[str]:
-    """Where py-spy's samples went: idp's own functions by inclusive share, then the
-    functions the samples were in (self share)."""
-    total = 0
-    inclusive: dict[str, int] = {}
-    own: dict[str, int] = {}
-    for line in folded.read_text().splitlines():
-        stack, _, samples = line.rpartition(" ")
-        if not samples.isdigit() or not stack:
-            continue
-        n = int(samples)
-        total += n
-        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
-        for frame in set(frames):
-            inclusive[frame] = inclusive.get(frame, 0) + n
-        own[frames[-1]] = own.get(frames[-1], 0) + n
-    if not total:
-        return []
-
-    def ranked(counts: dict[str, int], keep: Any) -> list[str]:
-        best = sorted(((n, f) for f, n in counts.items() if keep(f)), reverse=True)[:count]
-        return [f"{100 * n / total:5.1f}% {frame}" for n, frame in best]
-
-    return [
-        f"{total} samples; idp's functions, inclusive:",
-        *ranked(inclusive, lambda f: "(idp/" in f),
-        "self (the function the sample was in):",
-        *ranked(own, lambda f: True),
-    ]
-
-
 def _fmt(value: float, digits: int = 1) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
+def render_memory(memory: dict[str, TreeMemory]) -> list[str]:
+    if not memory:
+        return []
+    lines = [
+        "### Memory after the last round",
+        "",
+        "| server | processes | RSS MiB (sum of VmRSS) | PSS MiB (sum of Pss) |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {tree.describe()} |" for name, tree in memory.items()]
+    return [
+        *lines,
+        "",
+        "(each server's process tree: main process and workers, without PostgreSQL and "
+        "Redis; from /proc/<pid>/status and /proc/<pid>/smaps_rollup. RSS counts pages "
+        "the workers share with their parent once per process, PSS splits them; node is "
+        "restarted before each run, so its figure is after one run)",
+        "",
+    ]
+
+
 def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
-           servers: dict[str, Server]) -> str:  # fmt: skip
+           servers: dict[str, Server], memory: dict[str, TreeMemory]) -> str:  # fmt: skip
     lines = [
         f"## Token endpoint: idp vs node-oidc-provider vs ceiling — run of {info['date']}",
         "",
@@ -1176,11 +1274,14 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
     ]
     for name, server in servers.items():
         lines.append(f"- {name}: {server.describe()}")
+    lines += ["", *summary(bench.rows, bench.replays, list(SERVERS), SCENARIO_LABELS)]
+    lines += render_memory(memory)
     lines += [
+        "### Every server and scenario",
         "",
         "| server | scenario | connections | tokens/s | p50 ms | p90 ms | p99 ms | errors "
-        "| CPU ms/token | idp/node | idp/ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU ms/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     groups: dict[tuple[str, str, int], list[Row]] = {}
     for row in bench.rows:
@@ -1191,26 +1292,9 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
         values = [v for r in rows if not math.isnan(v := value(r))]
         return statistics.median(values) if values else math.nan
 
-    def ratio(key: tuple[str, str, int], over: str = "idp") -> str:
-        """``over``'s tokens/s over this row's: the median of the per-round ratios."""
-        over_rows = {r.round: r for r in groups.get((over, key[1], key[2]), [])}
-        per_round = [
-            over_rows[r.round].result.rate / r.result.rate
-            for r in groups.get(key, [])
-            if r.round in over_rows and r.result.rate
-        ]
-        if not per_round:
-            return ""
-        text = f"{statistics.median(per_round):.2f}"
-        if len(per_round) > 1:
-            text += f" ({min(per_round):.2f} to {max(per_round):.2f})"
-        return text
-
     for key in keys:
         rows = groups[key]
         name = key[0]
-        vs_node = ratio(key) if name.startswith("node") else ""
-        vs_ceiling = ratio(key) if name.startswith("ceiling") else ""
         flag = " (pool exhausted)" if any(r.result.exhausted for r in rows) else ""
         lines.append(
             f"| {name} | {SCENARIO_LABELS[key[1]]} | {key[2]} "
@@ -1218,30 +1302,16 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
             f"| {_fmt(med(rows, lambda r: r.result.p50))} "
             f"| {_fmt(med(rows, lambda r: r.result.p90))} "
             f"| {_fmt(med(rows, lambda r: r.result.p99))} "
-            f"| {sum(r.result.errors for r in rows)} | {_fmt(med(rows, Row.cpu_ms), 2)} "
-            f"| {vs_node} | {vs_ceiling} |"
+            f"| {sum(r.result.errors for r in rows)} | {_fmt(med(rows, Row.cpu_ms), 2)} |"
         )
     rounds = f"medians over {args.rounds} rounds; " if args.rounds > 1 else ""
-    for name, scenario, connections in keys:
-        if name == "ceiling-replay" and (
-            cost := ratio(("ceiling", scenario, connections), over="ceiling-replay")
-        ):
-            lines += [
-                "",
-                f"Replay check alone, {SCENARIO_LABELS[scenario]} c={connections}: "
-                f"ceiling-replay/ceiling {cost}",
-            ]
     lines += [
         "",
         f"({rounds}tokens/s: 200 responses per second, for GET /oidc/jwks JWKS responses per "
         "second; latency from wrk, all responses; errors: non-200 responses plus socket "
         "errors and timeouts; CPU ms/token: user+system CPU of the server's processes and, for "
         "idp, its PostgreSQL and Redis, for node-cluster and ceiling-replay their Redis, per "
-        "200 response, from /proc; idp/node and idp/ceiling: idp's tokens/s divided by this "
-        "row's, same scenario "
-        "and connections, measured in the same round: above 1 means idp is faster"
-        + (", median and range of the per-round ratios" if args.rounds > 1 else "")
-        + ")",
+        "200 response, from /proc)",
         "",
         "| server | scenario | connections | server CPU ms | storage CPU ms | wrk CPU ms "
         "| other processes (cores) | statuses |",
@@ -1276,7 +1346,7 @@ def render(args: argparse.Namespace, info: dict[str, Any], bench: Bench,
     for replay in bench.replays:
         lines.append(
             f"- {'PASS' if replay.passed else 'FAIL'} {replay.server} "
-            f"{SCENARIO_LABELS[replay.scenario]} c={replay.connections}: "
+            f"{SCENARIO_LABELS[replay.scenario]} c={replay.connections} round {replay.round}: "
             f"early {replay.early}; late {replay.late}"
         )
     if "ceiling" in servers:
@@ -1346,7 +1416,8 @@ def software(pg: Postgres, redis: Redis) -> str:
     return (
         f"{wrk}; node {node}, oidc-provider {provider}; Flask {version('flask')}, "
         f"Authlib {version('authlib')}, joserfc {version('joserfc')}, "
-        f"gunicorn {version('gunicorn')}; {pg.version}; "
+        f"granian {version('granian')}, gunicorn {version('gunicorn')}, "
+        f"gevent {version('gevent')}; {pg.version}; "
         f"Redis {redis_version.group(1) if redis_version else '?'}"
     )
 
@@ -1364,7 +1435,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="32 connections, ES256 and client_secret_basic only, 10 s each",
+        help="the default scenarios in one round instead of "
+        f"{DEFAULT_ROUNDS} (explicit options win)",
+    )
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"connections {FULL_CONNECTIONS} and every scenario (explicit options win)",
     )
     parser.add_argument(
         "--connections",
@@ -1379,27 +1456,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        default=",".join(SERVERS),
-        help=f"comma-separated subset of {','.join(SERVERS)}",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated subset of {','.join(SERVERS)} (default all but idp-granian-wsgi)",
     )
     parser.add_argument(
         "--scenarios",
         default=None,
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default {DEFAULT_SCENARIOS})",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="gunicorn workers of idp and the ceiling (default 2)"
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes of every idp server and the ceiling (default 2)",
+    )
+    parser.add_argument(
+        "--ceiling-server",
+        choices=("granian", "gunicorn"),
+        default="granian",
+        help="serve ceiling and ceiling-replay as idp (granian, idp's ASGI bridge) or as "
+        "idp-gunicorn (default granian)",
     )
     parser.add_argument(
         "--node-workers", type=int, default=2, help="processes of node-cluster (default 2)"
     )
     parser.add_argument(
-        "--idp-args", default="", help='more `idp serve` flags, e.g. --idp-args="--threads 4"'
+        "--idp-args", default="", help="more `idp serve` flags for idp and idp-gunicorn"
     )
     parser.add_argument(
         "--ceiling-args",
         default="",
-        help="more gunicorn flags for the ceiling (to match --idp-args)",
+        help="more granian (or gunicorn) flags for the ceiling (to match --idp-args)",
     )
     parser.add_argument(
         "--pg-options", default="", help="more `postgres` server options, e.g. '-c fsync=off'"
@@ -1407,9 +1494,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="repeat everything R times, server order flipped every round; the table "
-        "shows medians (default 1)",
+        default=None,
+        help="repeat everything R times, server order flipped every round; the tables "
+        f"show medians and per-round ratios (default {DEFAULT_ROUNDS}, 1 with --quick)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument(
@@ -1448,13 +1535,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--record", action="store_true", help="append the report to bench/RESULTS.md"
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.connections = args.connections or "32"
-        args.scenarios = args.scenarios or "es256,basic"
-        args.duration = args.duration or 10
+    if args.full:
+        args.connections = args.connections or FULL_CONNECTIONS
+        args.scenarios = args.scenarios or ",".join(SCENARIOS)
     args.connections = args.connections or DEFAULT_CONNECTIONS
-    args.scenarios = args.scenarios or ",".join(SCENARIOS)
+    args.scenarios = args.scenarios or DEFAULT_SCENARIOS
     args.duration = args.duration or 10
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else DEFAULT_ROUNDS
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     try:
         args.connection_list = [int(c) for c in args.connections.split(",") if c.strip()]
     except ValueError:
@@ -1474,6 +1564,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
         parser.error("--duration must be in (0, 600] s and --warmup in [0, 60] s")
     return args
+
+
+def servers_memory(servers: dict[str, Server]) -> dict[str, TreeMemory]:
+    """RSS and PSS of each running server's process tree (storage servers apart)."""
+    table = proc_table()
+    memory = {}
+    for name, server in servers.items():
+        if server.process is not None and server.process.poll() is None:
+            _, pids = tree_ticks(table, [server.process.pid])
+            memory[name] = tree_memory(pids)
+    return memory
 
 
 def check_tools(args: argparse.Namespace) -> None:
@@ -1547,10 +1648,10 @@ def ceiling_config(issuer: str, keys: dict, clients: Clients) -> dict:
 
 
 def measured(server_name: str, scenario: str) -> bool:
-    """The password grant is idp's alone; ceiling-replay differs from the ceiling only
-    where there is an assertion to claim."""
+    """The password grant is idp's alone (every idp server); ceiling-replay differs from
+    the ceiling only where there is an assertion to claim."""
     if scenario == "password":
-        return server_name == "idp"
+        return server_name in IDP_SERVERS
     return server_name != "ceiling-replay" or scenario in ("es256", "rs256")
 
 
@@ -1594,6 +1695,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, tmp)
     notes: list[str] = []
     profiles: dict[str, tuple[Path, list[str]]] = {}
+    memory: dict[str, TreeMemory] = {}
 
     def on_signal(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -1613,6 +1715,9 @@ def main(argv: list[str] | None = None) -> int:
         keys = generate_keys()
         bench.clients = idp.provision(keys)
         issuer = idp.issuer
+        for name in ("idp-gunicorn", "idp-granian-wsgi"):
+            if name in args.server_list:
+                servers[name] = IdpServer(tmp, args, pg, redis, name, issuer)
         for alg in ("ES256", "RS256"):
             client_id = getattr(bench.clients, alg.lower())
             bench.pools[alg] = AssertionPool(alg, keys[alg], client_id, issuer)
@@ -1650,6 +1755,7 @@ def main(argv: list[str] | None = None) -> int:
                         bench.measure(servers[name], scenario, connections, round_no)
         load_after = os.getloadavg()
         end_fp = fingerprint()
+        memory = servers_memory(servers)
         if args.py_spy:
             for scenario in args.scenario_list:
                 if scenario == "jwks":
@@ -1700,11 +1806,15 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed": f"{elapsed / 60:.1f} min ({signing:.0f} s of it pre-signing assertions)",
         "notes": notes,
     }
-    report = render(args, info, bench, servers)
+    report = render(args, info, bench, servers, memory)
     for scenario, (path, top) in profiles.items():
+        measured_cpu = [r.cpu_ms("server") for r in bench.rows if (r.server, r.scenario) == (
+            "idp", scenario)]  # fmt: skip
         report += (
             f"\npy-spy, one idp worker, {SCENARIO_LABELS[scenario]}, {args.py_spy} s under "
-            f"unmeasured load (inclusive share of samples; folded stacks in {path}):\n\n"
+            f"unmeasured load, samples of the thread holding the GIL (folded stacks in {path}); "
+            f"measured idp server CPU: {_fmt(statistics.median(measured_cpu), 2)} ms/token "
+            "(all processes and threads, Rust and kernel included):\n\n"
             + "\n".join(f"    {line}" for line in top)
             + "\n"
         )
@@ -1713,7 +1823,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
     failed = any(row.result.errors for row in bench.rows) or any(
-        not replay.passed for replay in bench.replays if replay.server == "idp"
+        not replay.passed for replay in bench.replays if replay.server in IDP_SERVERS
     )
     if args.record:
         record(report)
