@@ -13,7 +13,6 @@ and request id; the connection is then closed (RFC 9110 §15.5.9, §15.5.14).
 from __future__ import annotations
 
 import asyncio
-import gc
 import io
 import logging
 import sys
@@ -23,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
-
-from idp.observability.one_line import OneLineFormatter
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -262,30 +259,3 @@ def log_access(scope: Scope, response: WsgiResponse, sent: int, seconds: float) 
         seconds,
         request_id.decode("latin-1"),
     )
-
-
-def _access_log_to_stdout() -> None:
-    """Access lines on stdout and idp's own records on stderr, as under gunicorn; one
-    line per request whatever its path held (OneLineFormatter)."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(OneLineFormatter(logging.Formatter("%(message)s")))
-    access_log.addHandler(handler)
-    access_log.setLevel(logging.INFO)
-    access_log.propagate = False
-
-
-def _build() -> WsgiBridge:
-    from idp.runtime import runtime
-    from idp.wsgi import app as flask_app
-
-    bridge = WsgiBridge(flask_app, runtime(flask_app).settings.max_body)
-    _access_log_to_stdout()
-    # What exists now lives as long as the worker. Frozen, it is left out of every later
-    # garbage collection: a full collection of idp's startup objects stops the worker for
-    # tens of milliseconds, which lands on every request in flight.
-    gc.collect()
-    gc.freeze()
-    return bridge
-
-
-app = _build()

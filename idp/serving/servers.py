@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 
-GRANIAN_TARGET = "idp.serving.asgi:app"
+GRANIAN_TARGET = "idp.serving.app:app"
 GUNICORN_TARGET = "idp.wsgi:app"
 # Milliseconds a client has to send a request's headers; granian's default is 30 s, and
 # each connection that trickles them holds its memory that long.
