@@ -52,6 +52,9 @@ def granian_argv(host: str, port: int, workers: int, target: str = GRANIAN_TARGE
         # (idp.serving.asgi.APP_THREADS).
         "--runtime-mode",
         "st",
+        # libuv's event loop: the bodies are read and the answers sent on it (bench/README.md).
+        "--loop",
+        "uvloop",
         "--no-ws",
         "--backlog",
         str(BACKLOG),

@@ -20,6 +20,7 @@ def test_granian_is_a_dependency_and_gunicorn_an_extra() -> None:
     project = tomllib.loads(PYPROJECT.read_text())["project"]
     runtime = _requirements(project["dependencies"])
     assert "granian" in runtime
+    assert "uvloop" in runtime  # idp.serving.servers passes granian --loop uvloop
     assert "gunicorn" not in runtime and "gevent" not in runtime
     extra = _requirements(project["optional-dependencies"]["gunicorn"])
     # Without gunicorn's own extra, gunicorn 27 serves no gevent worker:
