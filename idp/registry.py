@@ -37,8 +37,11 @@ GRANTS: tuple[Grant, ...] = (
 GRANT_TYPES: tuple[str, ...] = tuple(grant.grant_type for grant in GRANTS)
 
 # RFC 6749 §2.3.1 and RFC 7523 §2.2 / OIDC Core §9.
-SECRET_AUTH_METHODS: tuple[str, ...] = ("client_secret_basic", "client_secret_post")
-AUTH_METHODS: tuple[str, ...] = (*SECRET_AUTH_METHODS, "private_key_jwt")
+CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 -- a method name, not a secret
+CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 -- a method name, not a secret
+PRIVATE_KEY_JWT = "private_key_jwt"
+SECRET_AUTH_METHODS: tuple[str, ...] = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
+AUTH_METHODS: tuple[str, ...] = (*SECRET_AUTH_METHODS, PRIVATE_KEY_JWT)
 
 # Algorithms idp signs its own tokens with (the key store's keys).
 SIGNING_ALGS: tuple[str, ...] = ("ES256", "RS256", "PS256", "EdDSA")

@@ -24,7 +24,8 @@ from idp.oauth.assertions import AssertionRules, AssertionValidator, parse_asser
 from idp.oauth.client_keys import ClientKeyResolver, KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import ClientAuthFailed
-from idp.oauth.request_checks import ASSERTION, BASIC, POST, CheckedRequest
+from idp.oauth.request_checks import CheckedRequest
+from idp.registry import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
 from idp.settings import Settings
 from idp.stores import ReplayStore
 
@@ -99,7 +100,7 @@ class PrivateKeyJWTAuth:
     """The assertion is split and decoded once: its unverified ``sub`` names the client,
     and the same parsed JWS is then verified with that client's key."""
 
-    name = ASSERTION
+    name = PRIVATE_KEY_JWT
 
     def __init__(
         self, settings: Settings, replay_store: ReplayStore, key_resolver: ClientKeyResolver
@@ -149,8 +150,8 @@ def client_auth_methods(
 ) -> dict[str, ClientAuthMethod]:
     """Every method idp accepts, by the name a client registers (``idp.registry``)."""
     methods: tuple[ClientAuthMethod, ...] = (
-        ClientSecretAuth(BASIC, _basic_credentials),
-        ClientSecretAuth(POST, _form_credentials),
+        ClientSecretAuth(CLIENT_SECRET_BASIC, _basic_credentials),
+        ClientSecretAuth(CLIENT_SECRET_POST, _form_credentials),
         PrivateKeyJWTAuth(settings, replay_store, key_resolver),
     )
     return {method.name: method for method in methods}

@@ -18,6 +18,7 @@ from flask import Request
 from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
+from idp.registry import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
 from idp.text import is_storable
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -28,10 +29,6 @@ CLIENT_AUTH_PARAMETERS = frozenset(
     {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
 )
 MALFORMED_BASIC = "malformed Basic credentials"
-# The client authentication methods a request can present (RFC 6749 §2.3.1, RFC 7523 §2.2).
-BASIC = "client_secret_basic"
-POST = "client_secret_post"
-ASSERTION = "private_key_jwt"
 
 
 @dataclass(frozen=True)
@@ -138,7 +135,7 @@ def _check_client_authentication(form: dict[str, str], authorization: str | None
     if (authorization is not None) + with_secret + with_assertion > 1:
         raise MalformedRequest("auth_methods", "use exactly one client authentication method")
     if authorization is not None:
-        return Presented(BASIC, _check_basic(authorization))
+        return Presented(CLIENT_SECRET_BASIC, _check_basic(authorization))
     if with_assertion:
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise ClientAuthFailed(
@@ -146,8 +143,8 @@ def _check_client_authentication(form: dict[str, str], authorization: str | None
             )
         if not form.get("client_assertion"):
             raise ClientAuthFailed("malformed", "client_assertion is missing")
-        return Presented(ASSERTION)
-    return Presented(POST) if with_secret else NOTHING_PRESENTED
+        return Presented(PRIVATE_KEY_JWT)
+    return Presented(CLIENT_SECRET_POST) if with_secret else NOTHING_PRESENTED
 
 
 def _check_basic(authorization: str) -> tuple[str, str]:
