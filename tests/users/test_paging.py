@@ -18,6 +18,7 @@ from tests.users.conftest import client_token
 from tests.users.test_users_api import assert_problem, create
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
+SEED_BATCH = 500
 
 
 def seed(
@@ -40,7 +41,10 @@ def seed(
             }
             for i in range(count)
         ]
-        db.session.execute(insert(User), rows)
+        # In batches: the app waits at most IDP_DATABASE_TIMEOUT for each answer, and one
+        # statement of ten thousand rows can take longer on a loaded machine.
+        for start in range(0, count, SEED_BATCH):
+            db.session.execute(insert(User), rows[start : start + SEED_BATCH])
         db.session.commit()
         return [row["id"] for row in sorted(rows, key=lambda r: (r["created_at"], r["id"]))]
 
