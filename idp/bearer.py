@@ -10,6 +10,7 @@ from flask import Response, jsonify, request
 
 from idp.problems import problem_response
 from idp.runtime import runtime
+from idp.text import safe_description
 from idp.verify import AccessToken, InsufficientScope, InvalidToken
 
 
@@ -28,14 +29,8 @@ class BearerError(Exception):
         """
         if self.error is None:
             return 'Bearer realm="idp"'
-        description = _quotable(self.description)
+        description = safe_description(self.description)
         return f'Bearer realm="idp", error="{self.error}", error_description="{description}"'
-
-
-def _quotable(text: str) -> str:
-    # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E, so no quote or backslash
-    # can end the quoted-string early and nothing outside ASCII reaches the header.
-    return "".join(char for char in text if " " <= char <= "~" and char not in '"\\')
 
 
 def bearer_error_response(exc: BearerError, *, problem: bool) -> Response:

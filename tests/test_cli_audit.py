@@ -80,6 +80,8 @@ def test_newest_first_with_since_user_and_limit(app, run_idp) -> None:
     assert [e["event"] for e in audit_json(run_idp, "--since", "30m")] == ["now"]
     assert [e["event"] for e in audit_json(run_idp, "--since", "3600s")] == ["now", "hour"]
     assert [e["event"] for e in audit_json(run_idp, "--since", "90d")] == ["now", "hour", "week"]
+    # The same durations as `keys rotate --if-older-than`, weeks included.
+    assert [e["event"] for e in audit_json(run_idp, "--since", "2w")] == ["now", "hour", "week"]
     since = (utcnow() - timedelta(days=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert [e["event"] for e in audit_json(run_idp, "--since", since)] == ["now", "hour", "week"]
     assert [e["event"] for e in audit_json(run_idp, "--user", "u1")] == ["now", "hour", "old"]

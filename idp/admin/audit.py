@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import re
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from idp.errors import IdpError
+from idp.keys.durations import parse_duration
 from idp.models import AuditEvent, db
 
 DEFAULT_LIMIT = 100
-_DURATION = re.compile(r"^(\d{1,9})([dhms])$")
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``90d``, ``12h``, ``30m``, ``3600s`` (that long before ``now``) or an RFC 3339 time."""
+    """A duration as the key schedule takes one (``90d``, ``12h``, ``30m``, ``3600s``: that
+    long before ``now``) or an RFC 3339 time."""
     value = text.strip()
-    duration = _DURATION.match(value)
-    if duration:
-        seconds = int(duration.group(1)) * _UNIT_SECONDS[duration.group(2)]
+    seconds: int | None = None
+    if value[-1:].isalpha():  # here a duration names its unit: a bare number is no time
+        with suppress(IdpError):  # else perhaps a time ending in Z
+            seconds = parse_duration(value)
+    if seconds is not None:
         try:
             return now - timedelta(seconds=seconds)
         except OverflowError:

@@ -21,6 +21,7 @@ from joserfc.jwk import GuestProtocol, Key
 from idp.claims import ClaimError, check_times
 from idp.oauth.errors import TemporarilyUnavailable
 from idp.registry import ACCEPTED_JWT_ALGS
+from idp.settings import Settings
 from idp.stores import PendingClaim, ReplayStore, StoreUnavailable
 from idp.text import is_storable
 
@@ -67,6 +68,15 @@ class AssertionRules:
     max_lifetime: int  # seconds from ``iat`` (or now) to ``exp``
     leeway: int  # clock skew, seconds
     lifetime_setting: str = "IDP_ASSERTION_MAX_LIFETIME"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AssertionRules:
+        """The rules every assertion idp accepts is held to: a client's and an issuer's."""
+        return cls(
+            audiences=tuple(settings.assertion_audiences),
+            max_lifetime=settings.assertion_max_lifetime,
+            leeway=settings.clock_skew,
+        )
 
 
 class AssertionValidator:

@@ -106,12 +106,8 @@ class PrivateKeyJWTAuth:
         self, settings: Settings, replay_store: ReplayStore, key_resolver: ClientKeyResolver
     ) -> None:
         self.key_resolver = key_resolver
-        rules = AssertionRules(
-            audiences=tuple(settings.assertion_audiences),
-            max_lifetime=settings.assertion_max_lifetime,
-            leeway=settings.clock_skew,
-        )
         # Client jtis are recorded as "<client_id>:<jti>", as they always were.
+        rules = AssertionRules.from_settings(settings)
         self.validator = AssertionValidator(rules, replay_store, ClientAuthFailed)
 
     def claimed_client(

@@ -5,11 +5,7 @@ from __future__ import annotations
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidGrantError, InvalidRequestError
 
-
-def safe_description(text: str) -> str:
-    """RFC 6749 §5.2 allows only %x20-21 / %x23-5B / %x5D-7E in error_description."""
-    cleaned = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in text)
-    return cleaned[:300]
+from idp.text import safe_description
 
 
 class ClientAuthFailed(InvalidClientError):

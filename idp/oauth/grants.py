@@ -23,8 +23,13 @@ from idp.oauth.errors import GrantRefused
 from idp.oauth.id_token import id_token_for
 from idp.registry import AUTH_METHODS
 from idp.users.authentication import SignInFailure, sign_in
-from idp.users.lockout import is_locked
-from idp.users.rules import grantable_scopes, session_may_continue
+from idp.users.policy import (
+    grantable_scopes,
+    may_sign_in,
+    narrow_scope,
+    retained_scope,
+    session_may_continue,
+)
 
 if TYPE_CHECKING:
     from idp.oauth.server import IdpAuthorizationServer
@@ -49,32 +54,20 @@ class IdpUser:
         return self.row.id
 
 
-def client_scope(client: OAuthClient, requested: str | None) -> str:
-    """requested, within the client scopes; none requested means all of them."""
-    scope = client.get_allowed_scope(requested)
+def token_scope(
+    client: OAuthClient,
+    user: User | None,
+    requested: str | None,
+    cap: tuple[str, ...] | None = None,
+) -> str:
+    """A new token's scope (idp.users.policy): ``requested`` within what the client, the
+    user and the ``cap`` allow; none requested means all of that."""
+    scope = narrow_scope(grantable_scopes(client.row.scopes, user, cap), requested)
     if scope is None:
         raise InvalidScopeError()
+    if not scope and user is not None:
+        raise InvalidScopeError("the client and the user share no scope")
     return scope
-
-
-def user_scope(
-    client: OAuthClient, user: User, requested: str | None, cap: tuple[str, ...] | None = None
-) -> str:
-    """requested, within the client scopes (and the ``cap``, when one applies) and the user
-    scopes plus the base scopes.
-
-    No scope requested means the whole allowed set.
-    """
-    client_scopes = [s for s in client.row.scopes if cap is None or s in cap]
-    allowed = grantable_scopes(client_scopes, user)
-    if requested is None or not requested.strip():
-        if not allowed:
-            raise InvalidScopeError("the client and the user share no scope")
-        return " ".join(allowed)
-    wanted = list(dict.fromkeys(requested.split()))
-    if any(scope not in allowed for scope in wanted):
-        raise InvalidScopeError()
-    return " ".join(wanted)
 
 
 class _UserTokenGrant:
@@ -134,7 +127,7 @@ class PasswordGrant(_UserTokenGrant, grants.ResourceOwnerPasswordCredentialsGran
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         user: User = self.request.user.row
         client: OAuthClient = self.request.client
-        scope = user_scope(client, user, self.request.payload.scope)
+        scope = token_scope(client, user, self.request.payload.scope)
         lifetime = self.server.runtime.lifetimes.refresh_token(client.row)
         lineage = refresh_tokens.fresh_lineage(scope, lifetime, utcnow())
         token = self.issue(user, scope, lineage)
@@ -185,10 +178,9 @@ class RefreshTokenGrant(_UserTokenGrant, grants.RefreshTokenGrant):
         if user is None:
             raise InvalidGrantError("the user of this refresh token can no longer sign in")
         requested = self.request.payload.scope or refresh_token.get_scope()
-        wanted = dict.fromkeys(requested.split())
         # Scopes taken from the user or the client since the login are not renewed.
         allowed = grantable_scopes(self.request.client.row.scopes, user.row)
-        scope = " ".join(item for item in wanted if item in allowed)
+        scope = retained_scope(requested, allowed)
         if not scope:
             raise InvalidGrantError("none of this session's scopes is still granted")
         lineage = refresh_tokens.child_lineage(refresh_token.row)
@@ -228,10 +220,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         client: OAuthClient = self.request.client
         subject = self.request.form.get("sub")
         user = IdpUser(self._own_user(client, subject)) if subject is not None else None
-        if user is None:
-            scope = client_scope(client, self.request.payload.scope)
-        else:
-            scope = user_scope(client, user.row, self.request.payload.scope)
+        scope = token_scope(client, user.row if user else None, self.request.payload.scope)
         token = self.generate_token(user=user, scope=scope, include_refresh_token=False)
         self.request.user = user
         self.save_token(token)
@@ -247,8 +236,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             user is None
             or user.client_id != client.get_client_id()
             or user.tenant_id != client.row.tenant_id
-            or user.deleted_at is not None
-            or is_locked(user, utcnow())
+            or not may_sign_in(user, utcnow())
         ):
             raise GrantRefused("subject", "'sub' is not a user of this client that may sign in")
         return user

@@ -23,7 +23,7 @@ from idp.oauth.assertions import AssertionRules, AssertionValidator
 from idp.oauth.client_keys import KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
-from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, user_scope
+from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, token_scope
 from idp.settings import Settings
 from idp.stores import ReplayStore
 from idp.text import is_storable
@@ -33,7 +33,7 @@ from idp.users.linked import (
     find_linked_user,
     provision_linked_user,
 )
-from idp.users.lockout import is_locked
+from idp.users.policy import may_sign_in
 
 if TYPE_CHECKING:
     from idp.models import User
@@ -67,11 +67,7 @@ class IssuerRegistration:
 
 
 def grant_assertion_validator(settings: Settings, replay_store: ReplayStore) -> AssertionValidator:
-    rules = AssertionRules(
-        audiences=tuple(settings.assertion_audiences),
-        max_lifetime=settings.assertion_max_lifetime,
-        leeway=settings.clock_skew,
-    )
+    rules = AssertionRules.from_settings(settings)
     return AssertionValidator(rules, replay_store, GrantRefused, ISSUER_REPLAY_NAMESPACE)
 
 
@@ -117,7 +113,7 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
             if not issuer.provision:
                 raise GrantRefused("subject", "no user is linked to this issuer and subject")
             user = self._provision(client, issuer, subject, claims.get("preferred_username"))
-        if user.deleted_at is not None or is_locked(user, utcnow()):
+        if not may_sign_in(user, utcnow()):
             raise GrantRefused("user", "the user may not sign in")
         return user
 
@@ -138,7 +134,7 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
         client: OAuthClient = self.request.client
         user: User = self.request.user.row
         issuer: IssuerRegistration = self.request.issuer
-        scope = user_scope(client, user, self.request.payload.scope, cap=issuer.scopes)
+        scope = token_scope(client, user, self.request.payload.scope, cap=issuer.scopes)
         lifetime = self.server.runtime.lifetimes.refresh_token(client.row)
         lineage = refresh_tokens.fresh_lineage(scope, lifetime, utcnow())
         token = self.issue(user, scope, lineage)

@@ -11,7 +11,7 @@ from idp import refresh_tokens
 from idp.models import RefreshToken, User, db, utcnow
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import TemporarilyUnavailable
-from idp.users.rules import session_may_continue
+from idp.users.policy import session_may_continue
 from idp.verify import AccessToken, InvalidToken, TokenVerifier, VerifierUnavailable
 
 

@@ -22,6 +22,7 @@ from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import CheckedRequest, check_oauth_request
 from idp.oauth.server import DURABLE_FAILURE, IdpAuthorizationServer, authorization_server
 from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY, TOKENS_ISSUED
+from idp.users.policy import is_live
 
 blueprint = Blueprint("oauth", __name__)
 
@@ -128,11 +129,7 @@ def userinfo() -> Response:
     try:
         token = authenticate(["openid"])
         user = db.session.get(User, token.subject) if token.is_user_token else None
-        if (
-            user is None
-            or user.deleted_at is not None
-            or user.tenant.name != token.claims.get("tenant")
-        ):
+        if not is_live(user) or user.tenant.name != token.claims.get("tenant"):
             raise BearerError(401, "invalid_token", "the token names no live user")
     except BearerError as exc:
         return bearer_error_response(exc, problem=False)

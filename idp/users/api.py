@@ -9,8 +9,8 @@ from idp import audit
 from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
 from idp.models import Client, Tenant, User, UserAttribute, db, utcnow
 from idp.runtime import runtime
-from idp.users import attributes, lockout, paging, service
-from idp.users.passwords import WeakPasswordError, verify_password
+from idp.users import attributes, paging, policy, service
+from idp.users.passwords import WeakPasswordError
 from idp.users.records import attribute_record, user_record
 from idp.users.schemas import (
     MAX_OFFSET,
@@ -66,8 +66,8 @@ def _within_ceiling(token: AccessToken, scopes: list[str] | None) -> None:
     if not scopes:
         return
     try:
-        service.check_scope_ceiling(scopes, _held_scopes(token))
-    except service.ScopesNotHeld as exc:
+        policy.check_scope_ceiling(scopes, _held_scopes(token))
+    except policy.ScopesNotHeld as exc:
         errors = [
             {"field": "scopes", "message": f"not held by the caller: {name}"} for name in exc.scopes
         ]
@@ -265,17 +265,11 @@ def _invalid(exc: attributes.InvalidAttribute) -> ApiProblem:
 
 
 def _check_current_password(user: User, token: AccessToken, password: str) -> None:
-    """The password grant's rules: a wrong password counts toward the lockout, and a locked
-    user's attempts are refused unchecked, so the lock is no guessing channel."""
-    settings, now = runtime().settings, utcnow()
+    """The password grant's rules (idp.users.policy.password_refusal): a wrong password
+    counts toward the lockout, and a locked user's attempts are refused uncounted."""
     context = {"tenant": user.tenant.name, "client_id": token.claims["client_id"]}
-    if lockout.is_locked(user, now):
-        reason = "locked"
-    elif not user.password_hash or not verify_password(user.password_hash, password):
-        reason = "bad_password"
-        if lockout.record_failure(user.id, settings, now) == settings.lockout_threshold:
-            audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
-    else:
+    reason = policy.password_refusal(user, password, runtime().settings, utcnow(), context)
+    if reason is None:
         return
     audit.record("password_change_failure", user_id=user.id, reason=reason, **context)
     db.session.commit()

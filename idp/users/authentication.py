@@ -11,11 +11,9 @@ from idp import audit
 from idp.models import LOCAL_PROVIDER, User, db, utcnow
 from idp.settings import Settings
 from idp.users import lockout
-from idp.users.passwords import hash_password, needs_rehash, verify_password
+from idp.users.passwords import hash_password, needs_rehash
+from idp.users.policy import password_refusal
 from idp.users.usernames import InvalidUsername, username_key
-
-# Verified when the username is unknown, so that case costs what a real check costs.
-_DUMMY_HASH = hash_password("idp-dummy-password-for-timing")
 
 
 @dataclass(frozen=True)
@@ -35,18 +33,13 @@ def sign_in(
     the caller commits it even though the request fails, so no attempt goes uncounted."""
     now = utcnow()
     user = _find(tenant_id, username)
-    stored_hash = user.password_hash if user is not None and user.password_hash else None
-    matches = verify_password(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
     context = {"tenant": tenant_name, "client_id": client_id}
+    reason = password_refusal(user, password, settings, now, context)
     if user is None:
-        _fail("login_failure", "unknown_user", context)
-    if lockout.is_locked(user, now):
-        _fail("login_failure", "locked", context | {"user_id": user.id})
-    if not matches:
-        count = lockout.record_failure(user.id, settings, now)
-        if count == settings.lockout_threshold:
-            audit.record("user_locked", user_id=user.id, reason="bad_passwords", **context)
-        _fail("login_failure", "bad_password", context | {"user_id": user.id})
+        _fail("login_failure", reason or "unknown_user", context)
+    if reason is not None:
+        _fail("login_failure", reason, context | {"user_id": user.id})
+    stored_hash = user.password_hash
     lockout.record_success(user.id, now)  # an ORM UPDATE: also refreshes ``user`` in memory
     if stored_hash is not None and needs_rehash(stored_hash):
         user.password_hash = hash_password(password)

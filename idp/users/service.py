@@ -7,7 +7,6 @@ caller commits once, so a failure leaves nothing half-written.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +21,6 @@ from idp.models import LOCAL_PROVIDER, Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.models.users import LOCK_CANDIDATE, UserCount
 from idp.refresh_tokens import revoke_user_tokens
-from idp.registry import USER_BASE_SCOPES
 from idp.revocations import Revoker
 from idp.scopes import parse_scope
 from idp.users import lockout, paging
@@ -35,23 +33,6 @@ _USER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 class Conflict(IdpError):
     pass
-
-
-class ScopesNotHeld(IdpError):
-    """Scopes the acting principal tried to give a user without holding them itself."""
-
-    def __init__(self, scopes: list[str]) -> None:
-        super().__init__(f"cannot grant scopes the caller does not hold: {' '.join(scopes)}")
-        self.scopes = scopes
-
-
-def check_scope_ceiling(scopes: list[str], held: Iterable[str]) -> None:
-    """No one hands out more than they hold: ``scopes`` must lie within ``held`` plus the
-    base scopes every signed-in user has anyway."""
-    ceiling = set(held) | set(USER_BASE_SCOPES)
-    beyond = [scope for scope in scopes if scope not in ceiling]
-    if beyond:
-        raise ScopesNotHeld(beyond)
 
 
 def _username_taken(tenant_id: int, key: str, except_id: str | None = None) -> bool:

@@ -117,13 +117,11 @@ def test_metrics_do_not_tell_which_sign_in_failure_happened(http, app, client, a
 
 
 def test_unknown_user_costs_a_password_verification(http, client, alice, monkeypatch) -> None:
-    from idp.users import authentication
+    from idp.users import policy
 
     calls = []
-    real = authentication.verify_password
-    monkeypatch.setattr(
-        authentication, "verify_password", lambda h, p: calls.append(h) or real(h, p)
-    )
+    real = policy.verify_password
+    monkeypatch.setattr(policy, "verify_password", lambda h, p: calls.append(h) or real(h, p))
     login(http, client, username="nobody")
     login(http, client, password="Wrong-Horse-99")
     assert len(calls) == 2 and all(h.startswith("$argon2id$") for h in calls)

@@ -165,13 +165,11 @@ def test_other_forms_of_the_name_sign_in_as_the_user(http, client, alice, given)
 def test_an_invalid_name_fails_exactly_like_an_unknown_user(
     http, app, client, alice, monkeypatch, name
 ) -> None:
-    from idp.users import authentication
+    from idp.users import policy
 
     hashes: list[str] = []
-    real = authentication.verify_password
-    monkeypatch.setattr(
-        authentication, "verify_password", lambda h, p: hashes.append(h) or real(h, p)
-    )
+    real = policy.verify_password
+    monkeypatch.setattr(policy, "verify_password", lambda h, p: hashes.append(h) or real(h, p))
     unknown = login(http, client, username="nobody", password=PASSWORD)
     invalid = login(http, client, username=name, password=PASSWORD)
     assert invalid.status_code == unknown.status_code == 400
