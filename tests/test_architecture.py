@@ -112,3 +112,17 @@ def test_the_verifier_stands_alone() -> None:
     """Resource servers import idp.verify without idp's server: no Flask app, no database."""
     allowed = {"idp.jwks_fetch", "idp.registry", "idp.claims"}
     assert _imports(PACKAGE / "verify.py") <= allowed
+
+
+def test_migrations_do_not_import_the_code_they_once_used() -> None:
+    """A migration must do tomorrow what it did the day it was written: it keeps its own
+    copy of any rule (revision 0002 keeps the username rule) and uses plain column types.
+    Only the error base class, which the CLI turns into one line, may come from idp."""
+    for path in sorted((PACKAGE / "migrations" / "versions").glob("*.py")):
+        assert _imports(path) <= {"idp.errors"}, path.name
+
+
+def test_the_import_reader_sees_a_migration_import() -> None:
+    """Positive control: ``_imports`` reads ``import idp.x`` and ``from idp.x import y``."""
+    path = PACKAGE / "migrations" / "env.py"
+    assert "idp.models" in _imports(path)

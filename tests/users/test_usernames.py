@@ -7,6 +7,7 @@ tests is characters that look like others.
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from idp.errors import IdpError
 from idp.models import AuditEvent, User, db
 from idp.models.base import UTCDateTime
 from idp.settings import load_settings
+from idp.users.usernames import InvalidUsername, username_key
 from tests.oauth.helpers import login, password_client
 from tests.users.conftest import client_token
 
@@ -336,3 +338,18 @@ def test_idp_init_fails_with_the_list(migrating_app, run_idp, blank_database_url
     assert result.returncode == 1, result.stdout
     assert result.stderr.startswith("idp: error: cannot make usernames unique")
     assert ids["Bob"] in result.stderr and ids["bob"] in result.stderr
+
+
+def test_the_migration_keeps_its_own_copy_of_todays_rule() -> None:
+    """Revision 0002 computes keys with the rule as it stood then, so later code cannot
+    change what it does. Should the live rule ever differ, stored keys need a new
+    migration: this test is where that shows."""
+    frozen = importlib.import_module("idp.migrations.versions.0002_username_key")
+    full_width = "\uff41\uff4c\uff49\uff43\uff45"
+    for name in ["alice", "Alice", full_width, "İstanbul", "Ωμέγα", "x" * 200]:
+        assert frozen.username_key(name) == username_key(name), name
+    for name in [*sorted(REFUSED), "x" * 250, ""]:
+        with pytest.raises(InvalidUsername):
+            username_key(name)
+        with pytest.raises(frozen.InvalidUsername):
+            frozen.username_key(name)

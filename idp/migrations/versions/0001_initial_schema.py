@@ -8,8 +8,6 @@ Create Date: 2026-11-21 10:50:28.302677
 import sqlalchemy as sa
 from alembic import op
 
-import idp.models.base
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -21,7 +19,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
         sa.Column("event", sa.String(length=64), nullable=False),
         sa.Column("tenant", sa.String(length=64), nullable=True),
         sa.Column("client_id", sa.String(length=64), nullable=True),
@@ -35,7 +33,7 @@ def upgrade() -> None:
     op.create_table(
         "replay_entries",
         sa.Column("key", sa.String(length=400), nullable=False),
-        sa.Column("expires_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_replay_entries")),
     )
     with op.batch_alter_table("replay_entries", schema=None) as batch_op:
@@ -46,7 +44,7 @@ def upgrade() -> None:
     op.create_table(
         "revoked_access_tokens",
         sa.Column("jti", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("jti", name=op.f("pk_revoked_access_tokens")),
     )
     with op.batch_alter_table("revoked_access_tokens", schema=None) as batch_op:
@@ -58,7 +56,7 @@ def upgrade() -> None:
         "tenants",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("created_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenants")),
         sa.UniqueConstraint("name", name=op.f("uq_tenants_name")),
     )
@@ -75,7 +73,7 @@ def upgrade() -> None:
         sa.Column("scopes", sa.JSON(), nullable=False),
         sa.Column("access_token_ttl", sa.Integer(), nullable=True),
         sa.Column("refresh_token_ttl", sa.Integer(), nullable=True),
-        sa.Column("created_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenants.id"],
@@ -99,15 +97,15 @@ def upgrade() -> None:
         sa.Column("user_type", sa.String(length=32), nullable=False),
         sa.Column("managed_by", sa.String(length=64), nullable=True),
         sa.Column("password_hash", sa.String(length=256), nullable=True),
-        sa.Column("password_changed_at", idp.models.base.UTCDateTime(), nullable=True),
+        sa.Column("password_changed_at", sa.DateTime(), nullable=True),
         sa.Column("locked", sa.Boolean(), nullable=False),
         sa.Column("bad_attempts", sa.Integer(), nullable=False),
-        sa.Column("last_failure_at", idp.models.base.UTCDateTime(), nullable=True),
-        sa.Column("locked_until", idp.models.base.UTCDateTime(), nullable=True),
-        sa.Column("last_accessed", idp.models.base.UTCDateTime(), nullable=True),
-        sa.Column("created_at", idp.models.base.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", idp.models.base.UTCDateTime(), nullable=False),
-        sa.Column("deleted_at", idp.models.base.UTCDateTime(), nullable=True),
+        sa.Column("last_failure_at", sa.DateTime(), nullable=True),
+        sa.Column("locked_until", sa.DateTime(), nullable=True),
+        sa.Column("last_accessed", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
             ["tenants.id"],
@@ -143,11 +141,11 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=36), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("scope", sa.String(length=2000), nullable=False),
-        sa.Column("auth_time", idp.models.base.UTCDateTime(), nullable=False),
-        sa.Column("issued_at", idp.models.base.UTCDateTime(), nullable=False),
-        sa.Column("expires_at", idp.models.base.UTCDateTime(), nullable=True),
-        sa.Column("used_at", idp.models.base.UTCDateTime(), nullable=True),
-        sa.Column("revoked_at", idp.models.base.UTCDateTime(), nullable=True),
+        sa.Column("auth_time", sa.DateTime(), nullable=False),
+        sa.Column("issued_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=True),
+        sa.Column("used_at", sa.DateTime(), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],

@@ -7,14 +7,15 @@ Create Date: 2026-11-28 09:00:00.000000
 
 from __future__ import annotations
 
+import unicodedata
 from collections import defaultdict
 from typing import NamedTuple
 
+import precis_i18n
 import sqlalchemy as sa
 from alembic import op
 
 from idp.errors import IdpError
-from idp.users.usernames import InvalidUsername, username_key
 
 revision = "0002"
 down_revision = "0001"
@@ -37,6 +38,39 @@ _tenants = sa.table("tenants", sa.column("id", sa.Integer), sa.column("name", sa
 
 class UsernameMigrationError(IdpError):
     """Existing live usernames cannot be made unique by their comparison form."""
+
+
+class InvalidUsername(Exception):
+    pass
+
+
+# The comparison form as this revision defines it, kept here so that the upgrade computes
+# the same keys whatever later code does with usernames: RFC 8265's UsernameCaseMapped
+# profile, one of the confusable scripts at most, and a key of at most 200 characters
+# (the column's length).
+_PROFILE = precis_i18n.get_profile("UsernameCaseMapped")
+_CONFUSABLE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+_MAX_KEY_LENGTH = 200
+
+
+def username_key(name: str) -> str:
+    try:
+        key = _PROFILE.enforce(name)
+    except UnicodeEncodeError as exc:
+        where = f"U+{ord(name[exc.start]):04X} at " if exc.start < len(name) else ""
+        raise InvalidUsername(
+            f"username {name!r} is not allowed: {where}position {exc.start} ({exc.reason})"
+        ) from None
+    scripts = {
+        unicodedata.name(char, "").split(" ", 1)[0]
+        for char in key
+        if unicodedata.category(char).startswith("L")
+    } & set(_CONFUSABLE_SCRIPTS)
+    if len(scripts) > 1:
+        raise InvalidUsername(f"username {name!r} is not allowed: it mixes scripts")
+    if len(key) > _MAX_KEY_LENGTH:
+        raise InvalidUsername(f"username {name!r} is not allowed: longer than {_MAX_KEY_LENGTH}")
+    return key
 
 
 # A NamedTuple, not a dataclass: Alembic loads this file outside sys.modules, where

@@ -14,8 +14,6 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-import idp.models.base
-
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -27,7 +25,7 @@ def upgrade() -> None:
         "revocations",
         sa.Column("key", sa.String(length=300), nullable=False),
         sa.Column("revoked_at_ms", sa.BigInteger(), nullable=False),
-        sa.Column("expires_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_revocations")),
     )
     with op.batch_alter_table("revocations", schema=None) as batch_op:
@@ -37,7 +35,7 @@ def upgrade() -> None:
     old = sa.table(
         "revoked_access_tokens",
         sa.column("jti", sa.String()),
-        sa.column("expires_at", idp.models.base.UTCDateTime()),
+        sa.column("expires_at", sa.DateTime()),
     )
     now_ms = int(time.time() * 1000)
     rows = [
@@ -61,7 +59,7 @@ def downgrade() -> None:
     op.create_table(
         "revoked_access_tokens",
         sa.Column("jti", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", idp.models.base.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("jti", name=op.f("pk_revoked_access_tokens")),
     )
     with op.batch_alter_table("revoked_access_tokens", schema=None) as batch_op:
