@@ -1,7 +1,8 @@
 """What idp supports, named once: grant types, client authentication methods, signing
 algorithms and scopes. Discovery metadata, the CLI's choices, client validation and the
 token endpoint's wiring are all derived from these tables, so adding a grant is one new
-grant module and one line in ``GRANTS``.
+module in ``idp.oauth.grants``, its class in ``GRANT_CLASSES`` there, and one line in
+``GRANTS``.
 
 Pure data: every layer may import it, and it imports nothing of idp.
 """
@@ -13,10 +14,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Grant:
-    """A grant type (RFC 6749 §4, RFC 7523 §2.1) and the Authlib grant class serving it."""
+    """A grant type (RFC 6749 §4, RFC 7523 §2.1), served by idp.oauth.grants."""
 
     grant_type: str
-    implementation: str  # "module:Class", imported when the authorization server is built
     cli_name: str = ""  # a short name accepted by `idp clients create --grant-types`
 
     @property
@@ -25,14 +25,10 @@ class Grant:
 
 
 GRANTS: tuple[Grant, ...] = (
-    Grant("client_credentials", "idp.oauth.grants:ClientCredentialsGrant"),
-    Grant("password", "idp.oauth.grants:PasswordGrant"),
-    Grant("refresh_token", "idp.oauth.grants:RefreshTokenGrant"),
-    Grant(
-        "urn:ietf:params:oauth:grant-type:jwt-bearer",
-        "idp.oauth.jwt_bearer:JWTBearerGrant",
-        cli_name="jwt-bearer",
-    ),
+    Grant("client_credentials"),
+    Grant("password"),
+    Grant("refresh_token"),
+    Grant("urn:ietf:params:oauth:grant-type:jwt-bearer", cli_name="jwt-bearer"),
 )
 GRANT_TYPES: tuple[str, ...] = tuple(grant.grant_type for grant in GRANTS)
 

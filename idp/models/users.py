@@ -26,7 +26,7 @@ def _listing(name: str, *columns: str, where: Any = _ALIVE) -> Index:
 
 
 # The provider of users created through the API or CLI; jwt-bearer users have their
-# issuer's identifier instead (idp.oauth.jwt_bearer).
+# issuer's identifier instead (idp.oauth.grants.jwt_bearer).
 LOCAL_PROVIDER = "local"
 
 

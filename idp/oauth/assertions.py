@@ -92,17 +92,14 @@ class AssertionValidator:
         self.error = error
         self.replay_namespace = replay_namespace
 
-    def validate(self, assertion: str, pick_key: PickKey, issuer: str) -> dict[str, Any]:
-        """The claims of a well-signed assertion from ``issuer`` that breaks no rule; its
-        ``jti`` is then spent. Raises the validator's error, or TemporarilyUnavailable
-        when the replay store cannot say whether the ``jti`` was used."""
+    def parse(self, assertion: str) -> ParsedAssertion:
+        """``parse_assertion``, refused with the validator's error."""
         try:
-            parsed = parse_assertion(assertion)
+            return parse_assertion(assertion)
         except JoseError as exc:
             raise self._refusal(exc) from None
         except (ValueError, TypeError):
             raise self.error("malformed", "assertion is not a valid JWT") from None
-        return self.validate_parsed(parsed, pick_key, issuer)
 
     def validate_parsed(
         self,
@@ -111,9 +108,11 @@ class AssertionValidator:
         issuer: str,
         later: DeferredClaims | None = None,
     ) -> dict[str, Any]:
-        """``validate`` for an assertion its caller has parsed already (to find its signer).
-        With ``later``, the replay check is started and left there for the caller to
-        settle before it answers."""
+        """The claims of a well-signed assertion from ``issuer`` that breaks no rule; its
+        ``jti`` is then spent. The caller parsed it once, to find its signer from claims it
+        may not trust before this. Raises the validator's error, or TemporarilyUnavailable
+        when the replay store cannot say whether the ``jti`` was used. With ``later``, the
+        replay check is started and left there for the caller to settle before it answers."""
         self._verify(parsed.token, pick_key)
         self._check_claims(parsed.claims, issuer)
         self._spend_jti(parsed.claims, issuer, later)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -22,13 +21,14 @@ from idp.oauth.client_auth import ClientAuthMethod, client_auth_methods, unauthe
 from idp.oauth.client_keys import ClientKeyResolver
 from idp.oauth.clients import OAuthClient, client_lookup
 from idp.oauth.errors import ClientAuthFailed
-from idp.oauth.jwt_bearer import grant_assertion_validator
+from idp.oauth.grants import GRANT_CLASSES
+from idp.oauth.grants.jwt_bearer import grant_assertion_validator
 from idp.oauth.request_checks import CheckedRequest
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES
 from idp.refresh_tokens import new_refresh_token
-from idp.registry import GRANTS, Grant
+from idp.registry import GRANT_TYPES
 from idp.runtime import Runtime
 
 SERVER_KEY = "idp.oauth"
@@ -177,20 +177,12 @@ def init_authorization_server(app: Flask, rt: Runtime) -> IdpAuthorizationServer
     )
     # Authlib judges the scheme and host only, which every endpoint URL shares with the issuer.
     server.secure_issuer = is_secure_transport(rt.settings.issuer + "/")
-    for grant in GRANTS:
-        server.register_grant(_grant_class(grant))
+    for grant_type in GRANT_TYPES:
+        server.register_grant(GRANT_CLASSES[grant_type])
     server.register_endpoint(IdpRevocationEndpoint)
     server.register_endpoint(IdpIntrospectionEndpoint)
     app.extensions[SERVER_KEY] = server
     return server
-
-
-def _grant_class(grant: Grant) -> type:
-    module_name, _, class_name = grant.implementation.partition(":")
-    implementation = getattr(importlib.import_module(module_name), class_name)
-    if grant.grant_type != implementation.GRANT_TYPE:
-        raise TypeError(f"{grant.implementation} serves {implementation.GRANT_TYPE!r}")
-    return implementation
 
 
 def authorization_server() -> IdpAuthorizationServer:

@@ -55,8 +55,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
     ) -> dict[str, Any]:
         """Authlib's token response, built as ``BearerTokenGenerator.generate`` builds it,
         but with the scope as the grant settled it (each grant narrows the requested
-        scope once, ``idp.oauth.grants``) and the lifetime read once for both the token's
-        ``exp`` and the response's ``expires_in``."""
+        scope once, ``idp.oauth.grants.base.token_scope``) and the lifetime read once for
+        both the token's ``exp`` and the response's ``expires_in``."""
         if expires_in is None:
             expires_in = self._get_expires_in(client, grant_type)
         token: dict[str, Any] = {

@@ -427,3 +427,23 @@ def test_the_cli_names_the_grant_jwt_bearer(run_idp) -> None:
 
 def test_token_url_audience_is_accepted(http, dauth, issuer_key) -> None:
     assert grant(http, dauth, statement(issuer_key, aud=TOKEN_URL)).status_code == 200
+
+
+def test_each_login_is_audited_as_the_password_grant_audits_its_own(
+    app, http, dauth, issuer_key
+) -> None:
+    from idp.models import AuditEvent
+
+    def logins() -> list[AuditEvent]:
+        with app.app_context():
+            return list(db.session.query(AuditEvent).filter_by(event="login_success"))
+
+    refused = grant(http, dauth, statement(issuer_key, aud="https://elsewhere.example"))
+    assert refused.status_code == 400 and logins() == []  # a refusal is no login
+    for _ in range(2):
+        assert grant(http, dauth, statement(issuer_key)).status_code == 200
+    first, second = logins()
+    [user] = users_linked(app)
+    for event in (first, second):
+        assert (event.user_id, event.client_id, event.tenant) == (user.id, dauth[0], "default")
+        assert event.detail == {"issuer": DAUTH}

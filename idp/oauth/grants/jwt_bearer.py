@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
 
-from idp import refresh_tokens
+from idp import audit, refresh_tokens
 from idp.admin.issuers import find_issuer
 from idp.models import Tenant, TrustedIssuer, db, utcnow
 from idp.oauth.assertions import AssertionRules, AssertionValidator
 from idp.oauth.client_keys import KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
-from idp.oauth.grants import CLIENT_AUTH_METHODS, IdpUser, _UserTokenGrant, token_scope
+from idp.oauth.grants.base import CLIENT_AUTH_METHODS, IdpUser, UserTokenGrant, token_scope
 from idp.settings import Settings
 from idp.stores import ReplayStore
 from idp.text import is_storable
@@ -75,7 +75,7 @@ def _issuer_key_missing(rule: str, description: str) -> GrantRefused:
     return GrantRefused(rule, f"issuer key: {description}")
 
 
-class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
+class JWTBearerGrant(UserTokenGrant, AuthlibJWTBearerGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def validate_token_request(self) -> None:
@@ -86,18 +86,29 @@ class JWTBearerGrant(_UserTokenGrant, AuthlibJWTBearerGrant):
         if not assertion:
             raise InvalidRequestError("'assertion' is required")
         self.validate_requested_scope()
-        issuer = self._trusted_issuer(client, assertion)
+        validator = self.server.grant_assertions
+        parsed = validator.parse(assertion)  # once: its claims find the issuer, then verified
+        issuer = self._trusted_issuer(client, parsed.claims)
         picker = KeyPicker(issuer, self.server.key_resolver, _issuer_key_missing)
-        claims = self.server.grant_assertions.validate(assertion, picker, issuer=issuer.issuer)
-        self.request.user = IdpUser(self._user(client, issuer, claims))
+        claims = validator.validate_parsed(parsed, picker, issuer=issuer.issuer)
+        user = self._user(client, issuer, claims)
+        audit.record(
+            "login_success",
+            user_id=user.id,
+            tenant=client.tenant_name,
+            client_id=client.get_client_id(),
+            issuer=issuer.issuer,
+        )
+        self.request.user = IdpUser(user)
         self.request.issuer = issuer
 
-    def _trusted_issuer(self, client: OAuthClient, assertion: str) -> IssuerRegistration:
+    def _trusted_issuer(
+        self, client: OAuthClient, unverified: dict[str, Any]
+    ) -> IssuerRegistration:
         # The issuer named by the unverified payload only picks the keys to verify with.
-        _, unverified = self.extract_assertion(assertion)
         name = unverified.get("iss")
-        known = isinstance(name, str) and is_storable(name)
-        row = find_issuer(client.row.tenant_id, name) if known else None
+        storable = isinstance(name, str) and is_storable(name)
+        row = find_issuer(client.row.tenant_id, str(name)) if storable else None
         if row is None:
             raise GrantRefused("issuer", "assertion 'iss' is not a trusted issuer of this tenant")
         return IssuerRegistration.of(row)
