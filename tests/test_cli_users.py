@@ -28,7 +28,7 @@ from idp.models import AuditEvent, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.users.usernames import username_key
 from tests.conftest import CliResult, run_cli
-from tests.oauth.helpers import PASSWORD, login, make_user, password_client, refresh
+from tests.oauth.helpers import PASSWORD, bearer, login, make_user, password_client, refresh
 from tests.users.conftest import client_token
 
 USER_SCOPES = "openid user:self"
@@ -91,10 +91,6 @@ def alice(app: Flask) -> str:
 @pytest.fixture
 def bob(app: Flask) -> str:
     return make_user(app, "bob")
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def sign_in(http: Any, client: tuple[str, str], username: str = "alice", **extra: str) -> Any:

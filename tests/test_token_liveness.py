@@ -20,6 +20,7 @@ from tests.conftest import ISSUER
 from tests.oauth.helpers import (
     PASSWORD,
     basic,
+    bearer,
     login,
     make_user,
     password_client,
@@ -49,10 +50,6 @@ def bob(app):
 @pytest.fixture
 def admin(http, app):
     return {"Authorization": f"Bearer {client_token(http, app)}"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def sign_in(http, client, username: str = "alice") -> dict:

@@ -11,7 +11,7 @@ from idp.models import User, db
 from idp.runtime import runtime
 from idp.verify import LocalJwks, TokenVerifier
 from tests.conftest import ISSUER
-from tests.oauth.helpers import assertion, assertion_form, basic, client_key, register
+from tests.oauth.helpers import assertion, assertion_form, basic, bearer, client_key, register
 
 CLIENT_SCOPE = "user:create user:read user:self openid"
 
@@ -26,10 +26,6 @@ def moneyhub(app) -> tuple[str, Any]:
 def client_token(http, client, **extra: str):
     client_id, key = client
     return http.post("/oidc/token", data=assertion_form(assertion(key, client_id), **extra))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def create_api_user(http, client, **fields: Any) -> str:

@@ -12,16 +12,12 @@ from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, UserAttribute, db, utcnow
 from idp.models.base import new_uuid
 from idp.users.attributes import MAX_ATTRIBUTES
-from tests.oauth.helpers import login, make_user, password_client
+from tests.oauth.helpers import bearer, login, make_user, password_client
 from tests.users.conftest import client_token, make_self_token
 from tests.users.test_users_api import RFC3339, assert_problem, create
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ATTRIBUTE_FIELDS = {"attributeId", "name", "type", "value", "isPersonal", "createdAt"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def add(http, headers, user_id: str, **body):

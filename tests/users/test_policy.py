@@ -55,12 +55,12 @@ class Surfaces:
         created = self.http.post(
             "/users",
             json={"username": username, "password": PASSWORD, "scopes": scopes},
-            headers=self.bearer(scope="user:create"),
+            headers=self.client_bearer(scope="user:create"),
         )
         assert created.status_code == 201, created.get_json()
         return created.get_json()["userId"]
 
-    def bearer(self, **extra: str) -> dict[str, str]:
+    def client_bearer(self, **extra: str) -> dict[str, str]:
         answer = self.client_credentials(**extra)
         assert answer.status_code == 200, answer.get_json()
         return {"Authorization": f"Bearer {answer.get_json()['access_token']}"}

@@ -11,14 +11,11 @@ import pytest
 from idp.models import Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.users.usernames import username_key
+from tests.oauth.helpers import bearer
 from tests.users.conftest import client_token
 from tests.users.test_users_api import assert_problem, create
 
 ISSUER_URL = "https://issuer.example.com"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def error_fields(body: dict) -> set[str]:

@@ -6,12 +6,8 @@ from __future__ import annotations
 import pytest
 
 from idp.models import AuditEvent, User, db
-from tests.oauth.helpers import PASSWORD, login, make_user, password_client
+from tests.oauth.helpers import PASSWORD, bearer, login, make_user, password_client
 from tests.users.conftest import client_token
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_refused_scopes(response, *scopes: str) -> None:
