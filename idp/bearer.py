@@ -9,9 +9,8 @@ from http import HTTPStatus
 from flask import Response, jsonify, request
 
 from idp.problems import problem_response
-from idp.runtime import runtime
 from idp.text import safe_description
-from idp.verify import AccessToken, InsufficientScope, InvalidToken
+from idp.verify import AccessToken, InsufficientScope, InvalidToken, TokenVerifier
 
 
 class BearerError(Exception):
@@ -62,7 +61,7 @@ def bearer_token() -> str:
     return token.strip()
 
 
-def authenticate(required_scopes: Iterable[str] = ()) -> AccessToken:
+def authenticate(verifier: TokenVerifier, required_scopes: Iterable[str] = ()) -> AccessToken:
     """The verified token, or BearerError (401/403).
 
     VerifierUnavailable (the revocation list is down) is left to propagate: the error
@@ -71,7 +70,7 @@ def authenticate(required_scopes: Iterable[str] = ()) -> AccessToken:
     """
     token = bearer_token()
     try:
-        return runtime().verifier.verify(token, required_scopes)
+        return verifier.verify(token, required_scopes)
     except InvalidToken as exc:
         raise BearerError(401, "invalid_token", str(exc)) from None
     except InsufficientScope as exc:

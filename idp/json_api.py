@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from idp.bearer import BearerError, authenticate, bearer_error_response
 from idp.json_body import JsonRefused, load_json
 from idp.problems import problem_response
+from idp.runtime import runtime
 from idp.verify import AccessToken
 
 JSON_TYPE = "application/json"
@@ -93,7 +94,7 @@ class JsonApi:
             @functools.wraps(view)
             def handle(**view_args: Any) -> Response:
                 try:
-                    token = authenticate([scope])
+                    token = authenticate(runtime().verifier, [scope])
                     parsed: dict[str, Any] = {}
                     if query is not None:
                         parsed["query"] = _parse_query(query)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from idp.keys import BaseKeyStore
 from idp.keys.factory import build_key_store
 from idp.keys.ring import KeyRing
+from idp.keys.server_secrets import ServerSecrets
 from idp.lifetimes import Lifetimes
 from idp.registrations import ClientRegistry
 from idp.revocations import Revoker
@@ -37,6 +38,7 @@ class Runtime:
     lifetimes: Lifetimes
     revoker: Revoker
     clients: ClientRegistry
+    server_secrets: ServerSecrets
 
 
 def build_runtime(settings: Settings, engine: Engine) -> Runtime:
@@ -68,6 +70,7 @@ def build_runtime(settings: Settings, engine: Engine) -> Runtime:
         lifetimes=lifetimes,
         revoker=Revoker(stores.revocations, lifetimes),
         clients=ClientRegistry(engine),
+        server_secrets=ServerSecrets(engine),
     )
 
 

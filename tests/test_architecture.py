@@ -126,3 +126,28 @@ def test_the_import_reader_sees_a_migration_import() -> None:
     """Positive control: ``_imports`` reads ``import idp.x`` and ``from idp.x import y``."""
     path = PACKAGE / "migrations" / "env.py"
     assert "idp.models" in _imports(path)
+
+
+def _calls_runtime(path: Path) -> bool:
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "runtime"
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def _is_edge(path: Path) -> bool:
+    """A CLI command module, an entry point that builds the app, or a module that registers
+    HTTP routes."""
+    source = path.read_text()
+    in_cli = path.parent.name == "cli"
+    builds_app = "\napp = " in source  # wsgi.py, serving/app.py: what the servers import
+    return in_cli or builds_app or "Blueprint(" in source or "add_url_rule(" in source
+
+
+def test_services_are_reached_through_runtime_only_at_the_edges() -> None:
+    """Views and CLI commands look the services up; everything below them is handed what
+    it needs, so it can be called and tested without an application context."""
+    callers = [p for p in PACKAGE.rglob("*.py") if p.name != "runtime.py" and _calls_runtime(p)]
+    assert [p.relative_to(PACKAGE).as_posix() for p in callers if not _is_edge(p)] == []
+    # Positive control: the reader sees the calls the views make.
+    assert PACKAGE / "users" / "api.py" in callers

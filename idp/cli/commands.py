@@ -543,14 +543,15 @@ def users_list(
     tenant_id = tenant_admin.require_tenant(tenant).id if tenant is not None else None
     bound_to = tenant_id if tenant_id is not None else EVERY_TENANT
     filters = {"username": username} if username is not None else {}
+    key = runtime().server_secrets.get(paging.SECRET_NAME)
     try:
-        position = paging.decode(bound_to, filters, after) if after is not None else None
+        position = paging.decode(key, bound_to, filters, after) if after is not None else None
     except paging.InvalidCursor as exc:
         raise IdpError(f"--after: {exc}") from None
     page = list_page(tenant_id, filters, limit, after=position)
     emit([user_record(u) for u in page.users], as_json)
     if page.next_position is not None:
-        cursor = paging.encode(bound_to, filters, page.next_position)
+        cursor = paging.encode(key, bound_to, filters, page.next_position)
         click.echo(
             f"idp: a page of {len(page.users)} of {page.total} users; the next: --after {cursor}",
             err=True,

@@ -127,7 +127,7 @@ def userinfo() -> Response:
     """OIDC Core §5.3. A database or revocation-list outage is not caught here: it reaches
     idp.http_errors, which answers 503 temporarily_unavailable with Retry-After."""
     try:
-        token = authenticate(["openid"])
+        token = authenticate(authorization_server().runtime.verifier, ["openid"])
         user = db.session.get(User, token.subject) if token.is_user_token else None
         if not is_live(user) or user.tenant.name != token.claims.get("tenant"):
             raise BearerError(401, "invalid_token", "the token names no live user")

@@ -144,10 +144,11 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
         )
     tenant = _tenant(token)
     filters = query.model_dump(exclude={"limit", "offset", "after"}, exclude_none=True)
+    cursor_key = runtime().server_secrets.get(paging.SECRET_NAME)
     after = None
     if query.after is not None:
         try:
-            after = paging.decode(tenant.id, filters, query.after)
+            after = paging.decode(cursor_key, tenant.id, filters, query.after)
         except paging.InvalidCursor as exc:
             raise ApiProblem(
                 400, "Bad Request", str(exc), [{"field": "after", "message": str(exc)}]
@@ -155,7 +156,7 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
     page = service.list_page(tenant.id, filters, query.limit, query.offset or 0, after)
     next_cursor = None
     if page.next_position is not None:
-        next_cursor = paging.encode(tenant.id, filters, page.next_position)
+        next_cursor = paging.encode(cursor_key, tenant.id, filters, page.next_position)
     return UserList(
         users=[_out(u) for u in page.users],
         limit=query.limit,

@@ -4,8 +4,8 @@ A cursor names the last row of a page by its place in the list order (created_at
 and carries an HMAC-SHA256 tag over that place, the tenant and a digest of the
 filters. The tag is all that makes a cursor valid: one that was forged, cut short, or
 issued for another tenant or other filters does not verify and is refused before any
-query runs. The key is a random secret kept in the database (``server_secrets``), so
-every worker and host accepts the cursors of the others, with nothing to configure.
+query runs. The key is a random secret kept in the database (idp.keys.server_secrets),
+so every worker and host accepts the cursors of the others, with nothing to configure.
 """
 
 from __future__ import annotations
@@ -15,19 +15,12 @@ import binascii
 import hashlib
 import hmac
 import json
-import secrets
 import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-
-from idp.models import db, utcnow
-from idp.models.users import ServerSecret
 
 SECRET_NAME = "list_cursor"  # noqa: S105 (the row's name, not a secret)
 _VERSION = 1
@@ -36,9 +29,6 @@ _POSITION = struct.Struct(">Bq16s")
 _TAG_LENGTH = 16  # 128 bits of HMAC-SHA256: forging one is out of reach
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CONTEXT = b"idp users list cursor\x00"
-
-# Keys by database, read once per process: the secret never changes once written.
-_keys: dict[str, bytes] = {}
 
 
 class InvalidCursor(ValueError):
@@ -53,37 +43,6 @@ class Position:
     user_id: str
 
 
-def _cursor_key() -> bytes:
-    url = db.engine.url.render_as_string(hide_password=False)
-    key = _keys.get(url)
-    if key is None:
-        key = bytes.fromhex(_load_or_create_secret())
-        _keys[url] = key
-    return key
-
-
-def _load_or_create_secret() -> str:
-    query = select(ServerSecret.value).where(ServerSecret.name == SECRET_NAME)
-    # Its own connection: the request's session stays untouched by this one-time write.
-    with db.engine.begin() as connection:
-        value = connection.scalar(query)
-        if value is not None:
-            return value
-    # A database made without the migration's row (created by hand or emptied): the
-    # first worker to get here writes one; a racing worker reads the winner's.
-    try:
-        with db.engine.begin() as connection:
-            connection.execute(
-                insert(ServerSecret).values(
-                    name=SECRET_NAME, value=secrets.token_hex(32), created_at=utcnow()
-                )
-            )
-    except IntegrityError:
-        pass
-    with db.engine.begin() as connection:
-        return str(connection.scalar(query))
-
-
 def filters_digest(filters: Mapping[str, Any]) -> bytes:
     canonical = json.dumps(dict(filters), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).digest()
@@ -94,14 +53,15 @@ def _tag(key: bytes, tenant_id: int, filters: Mapping[str, Any], body: bytes) ->
     return hmac.new(key, message, hashlib.sha256).digest()[:_TAG_LENGTH]
 
 
-def encode(tenant_id: int, filters: Mapping[str, Any], position: Position) -> str:
+def encode(key: bytes, tenant_id: int, filters: Mapping[str, Any], position: Position) -> str:
+    """``key`` is the server secret named ``SECRET_NAME`` (idp.keys.server_secrets)."""
     micros = (position.created_at - _EPOCH) // timedelta(microseconds=1)
     body = _POSITION.pack(_VERSION, micros, uuid.UUID(position.user_id).bytes)
-    tag = _tag(_cursor_key(), tenant_id, filters, body)
+    tag = _tag(key, tenant_id, filters, body)
     return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode("ascii")
 
 
-def decode(tenant_id: int, filters: Mapping[str, Any], cursor: str) -> Position:
+def decode(key: bytes, tenant_id: int, filters: Mapping[str, Any], cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
@@ -109,7 +69,7 @@ def decode(tenant_id: int, filters: Mapping[str, Any], cursor: str) -> Position:
     if len(raw) != _POSITION.size + _TAG_LENGTH:
         raise InvalidCursor("the cursor is not one this server issued")
     body, tag = raw[: _POSITION.size], raw[_POSITION.size :]
-    if not hmac.compare_digest(tag, _tag(_cursor_key(), tenant_id, filters, body)):
+    if not hmac.compare_digest(tag, _tag(key, tenant_id, filters, body)):
         raise InvalidCursor(
             "the cursor does not belong to this list: it was altered, or issued for other"
             " filters or another tenant"
