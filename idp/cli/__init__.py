@@ -19,15 +19,15 @@ from idp.errors import IdpError
 
 # Command name -> "module:attribute" of its click command or group.
 COMMANDS = {
-    "init": "idp.cli.commands:init_command",
-    "serve": "idp.cli.commands:serve_command",
-    "tenants": "idp.cli.commands:tenants",
-    "clients": "idp.cli.commands:clients",
-    "issuers": "idp.cli.commands:issuers",
-    "users": "idp.cli.commands:users",
+    "init": "idp.cli.setup:init_command",
+    "serve": "idp.cli.setup:serve_command",
+    "tenants": "idp.cli.registrations:tenants",
+    "clients": "idp.cli.registrations:clients",
+    "issuers": "idp.cli.registrations:issuers",
+    "users": "idp.cli.users:users",
     "keys": "idp.cli.keys:keys",
-    "audit": "idp.cli.commands:audit",
-    "purge": "idp.cli.commands:purge_command",
+    "audit": "idp.cli.audit:audit",
+    "purge": "idp.cli.audit:purge_command",
 }
 
 

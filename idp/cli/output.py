@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from idp.audit import CliOperator
 
 json_option = click.option(
     "--json",
@@ -56,3 +59,11 @@ def text_value(value: Any) -> str:
     if not text or not text.isprintable() or any(c.isspace() or c in "\"'=" for c in text):
         return json.dumps(text)
     return text
+
+
+def operator() -> CliOperator:
+    """Who runs this command, for its audit events. Imported when called: ``idp keys`` on
+    the file store prints through this module without loading the database layer."""
+    from idp.audit import CliOperator
+
+    return CliOperator.current()
