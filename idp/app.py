@@ -68,6 +68,7 @@ def _init_web(app: Flask) -> None:
     from idp.oauth.server import init_authorization_server
     from idp.observability import health, metrics
     from idp.users import api as users_api
+    from idp.users import attributes_api
 
     init_authorization_server(app, app.extensions[EXTENSION_KEY])
     app.register_blueprint(discovery.blueprint)
@@ -75,6 +76,7 @@ def _init_web(app: Flask) -> None:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(users_api.blueprint)
+    app.register_blueprint(attributes_api.blueprint)
     app.register_blueprint(openapi.blueprint)
     http_errors.register(app)
     app.after_request(_send_request_id)

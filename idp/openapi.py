@@ -13,6 +13,7 @@ from idp.oauth import schemas as oauth
 from idp.problems import PROBLEM_TYPE
 from idp.runtime import runtime
 from idp.users.api import api as users_api
+from idp.users.attributes_api import api as attributes_api
 from idp.users.schemas import Problem
 
 blueprint = Blueprint("openapi", __name__)
@@ -123,4 +124,4 @@ def build_document(apis: list[JsonApi], issuer: str) -> dict[str, Any]:
 
 @blueprint.get("/openapi.json")
 def openapi_document() -> Response:
-    return jsonify(build_document([users_api], runtime().settings.issuer))
+    return jsonify(build_document([users_api, attributes_api], runtime().settings.issuer))

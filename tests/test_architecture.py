@@ -151,3 +151,15 @@ def test_services_are_reached_through_runtime_only_at_the_edges() -> None:
     assert [p.relative_to(PACKAGE).as_posix() for p in callers if not _is_edge(p)] == []
     # Positive control: the reader sees the calls the views make.
     assert PACKAGE / "users" / "api.py" in callers
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_too_long_to_read_as_one_piece() -> None:
+    too_long = {
+        path.relative_to(PACKAGE).as_posix(): lines
+        for path in PACKAGE.rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert too_long == {}

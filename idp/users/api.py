@@ -7,23 +7,19 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
-from idp.models import Client, Tenant, User, UserAttribute, db, utcnow
+from idp.models import Client, Tenant, User, db, utcnow
 from idp.runtime import runtime
-from idp.users import attributes, paging, policy, service
+from idp.users import paging, policy, service
 from idp.users.passwords import WeakPasswordError
-from idp.users.records import attribute_record, user_record
+from idp.users.records import user_record
 from idp.users.schemas import (
     MAX_OFFSET,
-    AttributeList,
-    AttributeOut,
     ChangeOwnPassword,
-    CreateAttribute,
     CreateUser,
     ListQuery,
     LockStatus,
     ResetPassword,
     RevokedCount,
-    UpdateAttribute,
     UpdateUser,
     UserList,
     UserOut,
@@ -38,35 +34,37 @@ blueprint = Blueprint("users", __name__)
 api = JsonApi(blueprint)
 
 
-def _tenant(token: AccessToken) -> Tenant:
+def tenant_of(token: AccessToken) -> Tenant:
+    """The tenant the token was issued in."""
     tenant = db.session.query(Tenant).filter_by(name=token.claims.get("tenant")).one_or_none()
     if tenant is None:
         raise ApiProblem(401, "Unauthorized", "the token's tenant does not exist")
     return tenant
 
 
-def _user(token: AccessToken, user_id: str) -> User:
-    user = service.find_user(_tenant(token).id, user_id)
+def user_of(token: AccessToken, user_id: str) -> User:
+    """The live user ``user_id`` of the token's tenant, or 404."""
+    user = service.find_user(tenant_of(token).id, user_id)
     if user is None:
         raise not_found()
     return user
 
 
-def _held_scopes(token: AccessToken) -> list[str]:
+def _held_scopes(token: AccessToken, tenant: Tenant) -> list[str]:
     """The acting principal's own scopes: the client's registered ones for a client token,
-    the acting user's for a user token."""
+    the acting user's for a user token (in ``tenant``, the token's)."""
     if token.is_user_token:
-        actor = service.find_user(_tenant(token).id, token.subject)
+        actor = service.find_user(tenant.id, token.subject)
         return list(actor.scopes) if actor is not None else []
     client = db.session.get(Client, str(token.claims["client_id"]))
     return list(client.scopes) if client is not None else []
 
 
-def _within_ceiling(token: AccessToken, scopes: list[str] | None) -> None:
+def _within_ceiling(token: AccessToken, tenant: Tenant, scopes: list[str] | None) -> None:
     if not scopes:
         return
     try:
-        policy.check_scope_ceiling(scopes, _held_scopes(token))
+        policy.check_scope_ceiling(scopes, _held_scopes(token, tenant))
     except policy.ScopesNotHeld as exc:
         errors = [
             {"field": "scopes", "message": f"not held by the caller: {name}"} for name in exc.scopes
@@ -74,14 +72,16 @@ def _within_ceiling(token: AccessToken, scopes: list[str] | None) -> None:
         raise ApiProblem(403, "Forbidden", str(exc), errors) from None
 
 
-def _me(token: AccessToken) -> User:
-    user = service.find_user(_tenant(token).id, current_token_user_id(token))
+def own_user(token: AccessToken) -> User:
+    """The user the token was issued to (a ``user:self`` route)."""
+    user = service.find_user(tenant_of(token).id, current_token_user_id(token))
     if user is None:
         raise ApiProblem(401, "Unauthorized", "the token's user no longer exists")
     return user
 
 
-def _commit(conflict: str = "a user with that username or clientUserId exists") -> None:
+def commit(conflict: str = "a user with that username or clientUserId exists") -> None:
+    """The request's one commit; a unique constraint lost to a concurrent write is 409."""
     try:
         db.session.commit()
     except IntegrityError:
@@ -102,10 +102,11 @@ def _weak(exc: WeakPasswordError) -> ApiProblem:
     response=UserOut, status=201, errors=(409,),
 )  # fmt: skip
 def create_user(token: AccessToken, body: CreateUser) -> UserOut:
-    _within_ceiling(token, body.scopes)
+    tenant = tenant_of(token)
+    _within_ceiling(token, tenant, body.scopes)
     try:
         user = service.new_user(
-            _tenant(token),
+            tenant,
             username=body.username,
             password=body.password,
             email=body.email,
@@ -122,7 +123,7 @@ def create_user(token: AccessToken, body: CreateUser) -> UserOut:
     except InvalidUsername as exc:
         errors = [{"field": "username", "message": str(exc)}]
         raise ApiProblem(400, "Bad Request", str(exc), errors) from None
-    _commit()
+    commit()
     return _out(user)
 
 
@@ -142,7 +143,7 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
             " as after",
             [{"field": "offset", "message": f"at most {MAX_OFFSET}; use after=<nextCursor>"}],
         )
-    tenant = _tenant(token)
+    tenant = tenant_of(token)
     filters = query.model_dump(exclude={"limit", "offset", "after"}, exclude_none=True)
     cursor_key = runtime().server_secrets.get(paging.SECRET_NAME)
     after = None
@@ -168,7 +169,7 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
 
 @api.route("/users/me", "GET", summary="The signed-in user", scope="user:self", response=UserOut)
 def me(token: AccessToken) -> UserOut:
-    return _out(_me(token))
+    return _out(own_user(token))
 
 
 @api.route(
@@ -176,93 +177,13 @@ def me(token: AccessToken) -> UserOut:
     body=ChangeOwnPassword, status=204,
 )  # fmt: skip
 def change_own_password(token: AccessToken, body: ChangeOwnPassword) -> None:
-    user = _me(token)
+    user = own_user(token)
     _check_current_password(user, token, body.currentPassword)
     try:
         service.set_password(user, body.newPassword, None, "password_changed", runtime().revoker)
     except WeakPasswordError as exc:
         raise _weak(exc) from None
-    _commit()
-
-
-@api.route(
-    "/users/me/attributes", "GET", summary="One's own personal attributes", scope="user:self",
-    response=AttributeList,
-)  # fmt: skip
-def list_own_attributes(token: AccessToken) -> AttributeList:
-    return _attribute_list(attributes.list_attributes(_me(token), personal=True))
-
-
-@api.route(
-    "/users/me/attributes", "POST", summary="Add a personal attribute to one's own account",
-    scope="user:self", body=CreateAttribute, response=AttributeOut, status=201, errors=(409,),
-)  # fmt: skip
-def create_own_attribute(token: AccessToken, body: CreateAttribute) -> AttributeOut:
-    return _add_attribute(token, _me(token), body, personal=True)
-
-
-@api.route(
-    "/users/me/attributes/<attribute_id>", "PUT",
-    summary="Change the value of one of one's own personal attributes", scope="user:self",
-    body=UpdateAttribute, response=AttributeOut, errors=(404,),
-)  # fmt: skip
-def update_own_attribute(
-    token: AccessToken, body: UpdateAttribute, attribute_id: str
-) -> AttributeOut:
-    return _update_attribute(token, _me(token), attribute_id, body, personal=True)
-
-
-@api.route(
-    "/users/me/attributes/<attribute_id>", "DELETE",
-    summary="Remove one of one's own personal attributes", scope="user:self", status=204,
-    errors=(404,),
-)  # fmt: skip
-def delete_own_attribute(token: AccessToken, attribute_id: str) -> None:
-    _delete_attribute(token, _me(token), attribute_id, personal=True)
-
-
-def _attribute_list(found: list[UserAttribute]) -> AttributeList:
-    return AttributeList(
-        attributes=[AttributeOut.model_validate(attribute_record(a)) for a in found]
-    )
-
-
-def _add_attribute(
-    token: AccessToken, user: User, body: CreateAttribute, *, personal: bool
-) -> AttributeOut:
-    try:
-        attribute = attributes.add_attribute(
-            user,
-            name=body.name,
-            type_=body.type,
-            value=body.value,
-            personal=personal,
-            actor=token.claims["client_id"],
-        )
-    except attributes.InvalidAttribute as exc:
-        raise _invalid(exc) from None
-    except service.Conflict as exc:
-        raise ApiProblem(409, "Conflict", str(exc)) from None
-    _commit(f"the user already has an attribute named {body.name!r}")
-    return AttributeOut.model_validate(attribute_record(attribute))
-
-
-def _update_attribute(
-    token: AccessToken, user: User, attribute_id: str, body: UpdateAttribute, *, personal: bool
-) -> AttributeOut:
-    attribute = attributes.find_attribute(user, attribute_id, personal=personal)
-    if attribute is None:
-        raise not_found("attribute")
-    try:
-        attributes.update_attribute(user, attribute, body.value, token.claims["client_id"])
-    except attributes.InvalidAttribute as exc:
-        raise _invalid(exc) from None
-    _commit()
-    return AttributeOut.model_validate(attribute_record(attribute))
-
-
-def _invalid(exc: attributes.InvalidAttribute) -> ApiProblem:
-    return ApiProblem(400, "Bad Request", str(exc), [{"field": exc.field, "message": str(exc)}])
+    commit()
 
 
 def _check_current_password(user: User, token: AccessToken, password: str) -> None:
@@ -282,7 +203,7 @@ def _check_current_password(user: User, token: AccessToken, password: str) -> No
     errors=(404,),
 )  # fmt: skip
 def get_user(token: AccessToken, user_id: str) -> UserOut:
-    return _out(_user(token, user_id))
+    return _out(user_of(token, user_id))
 
 
 @api.route(
@@ -290,13 +211,13 @@ def get_user(token: AccessToken, user_id: str) -> UserOut:
     response=UserOut, errors=(404, 409),
 )  # fmt: skip
 def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
-    user = _user(token, user_id)
-    _within_ceiling(token, body.scopes)
+    user = user_of(token, user_id)
+    _within_ceiling(token, user.tenant, body.scopes)
     try:
         service.update_user(user, body.model_dump(exclude_unset=True), token.claims["client_id"])
     except service.Conflict as exc:
         raise ApiProblem(409, "Conflict", str(exc)) from None
-    _commit()
+    commit()
     return _out(user)
 
 
@@ -305,8 +226,8 @@ def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
     status=204, errors=(404,),
 )  # fmt: skip
 def delete_user(token: AccessToken, user_id: str) -> None:
-    service.delete_user(_user(token, user_id), token.claims["client_id"], runtime().revoker)
-    _commit()
+    service.delete_user(user_of(token, user_id), token.claims["client_id"], runtime().revoker)
+    commit()
 
 
 @api.route(
@@ -314,20 +235,20 @@ def delete_user(token: AccessToken, user_id: str) -> None:
     body=ResetPassword, status=204, errors=(404,),
 )  # fmt: skip
 def reset_password(token: AccessToken, body: ResetPassword, user_id: str) -> None:
-    user = _user(token, user_id)
+    user = user_of(token, user_id)
     try:
         service.set_password(
             user, body.newPassword, token.claims["client_id"], "password_reset", runtime().revoker
         )
     except WeakPasswordError as exc:
         raise _weak(exc) from None
-    _commit()
+    commit()
 
 
 def _set_lock(token: AccessToken, user_id: str, locked: bool) -> LockStatus:
-    user = _user(token, user_id)
+    user = user_of(token, user_id)
     service.set_lock(user, locked, token.claims["client_id"], runtime().revoker)
-    _commit()
+    commit()
     return LockStatus.model_validate(service.lock_status(user, utcnow()))
 
 
@@ -352,7 +273,7 @@ def unlock_user(token: AccessToken, user_id: str) -> LockStatus:
     response=LockStatus, errors=(404,),
 )  # fmt: skip
 def lock_status(token: AccessToken, user_id: str) -> LockStatus:
-    return LockStatus.model_validate(service.lock_status(_user(token, user_id), utcnow()))
+    return LockStatus.model_validate(service.lock_status(user_of(token, user_id), utcnow()))
 
 
 @api.route(
@@ -361,61 +282,7 @@ def lock_status(token: AccessToken, user_id: str) -> LockStatus:
 )  # fmt: skip
 def revoke_tokens(token: AccessToken, user_id: str) -> RevokedCount:
     revoked = service.revoke_sessions(
-        _user(token, user_id), token.claims["client_id"], runtime().revoker
+        user_of(token, user_id), token.claims["client_id"], runtime().revoker
     )
-    _commit()
+    commit()
     return RevokedCount(revoked=revoked)
-
-
-@api.route(
-    "/users/<user_id>/attributes", "GET", summary="A user's attributes (not the personal ones)",
-    scope="user:read", response=AttributeList, errors=(404,),
-)  # fmt: skip
-def list_attributes(token: AccessToken, user_id: str) -> AttributeList:
-    return _attribute_list(attributes.list_attributes(_user(token, user_id), personal=False))
-
-
-@api.route(
-    "/users/<user_id>/attributes", "POST",
-    summary="Add an attribute to a user (not a personal one)",
-    scope="user:update", body=CreateAttribute, response=AttributeOut, status=201,
-    errors=(404, 409),
-)  # fmt: skip
-def create_attribute(token: AccessToken, body: CreateAttribute, user_id: str) -> AttributeOut:
-    user = _user(token, user_id)
-    if body.isPersonal:
-        # A personal attribute is the user's own word: no one makes one on its behalf.
-        raise ApiProblem(
-            403,
-            "Forbidden",
-            "personal attributes are made by their user alone, at /users/me/attributes",
-            [{"field": "isPersonal", "message": "must be false on this route"}],
-        )
-    return _add_attribute(token, user, body, personal=False)
-
-
-@api.route(
-    "/users/<user_id>/attributes/<attribute_id>", "PUT",
-    summary="Change the value of a user's attribute (not a personal one)", scope="user:update",
-    body=UpdateAttribute, response=AttributeOut, errors=(404,),
-)  # fmt: skip
-def update_attribute(
-    token: AccessToken, body: UpdateAttribute, user_id: str, attribute_id: str
-) -> AttributeOut:
-    return _update_attribute(token, _user(token, user_id), attribute_id, body, personal=False)
-
-
-@api.route(
-    "/users/<user_id>/attributes/<attribute_id>", "DELETE", summary="Remove a user's attribute",
-    scope="user:update", status=204, errors=(404,),
-)  # fmt: skip
-def delete_attribute(token: AccessToken, user_id: str, attribute_id: str) -> None:
-    _delete_attribute(token, _user(token, user_id), attribute_id, personal=False)
-
-
-def _delete_attribute(token: AccessToken, user: User, attribute_id: str, *, personal: bool) -> None:
-    attribute = attributes.find_attribute(user, attribute_id, personal=personal)
-    if attribute is None:
-        raise not_found("attribute")
-    attributes.delete_attribute(user, attribute, token.claims["client_id"])
-    _commit()
