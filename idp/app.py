@@ -21,7 +21,7 @@ from idp.database import bound_postgres_waits, engine_options
 from idp.models import db
 from idp.observability.logs import REQUEST_ID_HEADER, configure_logging, request_id
 from idp.paths import APP_NAME, project_base_dir
-from idp.runtime import EXTENSION_KEY, build_runtime
+from idp.runtime import EXTENSION_KEY, Runtime, build_runtime
 from idp.settings import Settings, load_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -70,11 +70,13 @@ def _init_web(app: Flask) -> None:
     from idp.users import api as users_api
     from idp.users import attributes_api
 
-    init_authorization_server(app, app.extensions[EXTENSION_KEY])
+    rt: Runtime = app.extensions[EXTENSION_KEY]
+    init_authorization_server(app, rt)
     app.register_blueprint(discovery.blueprint)
     app.register_blueprint(views.blueprint)
-    app.register_blueprint(health.blueprint)
-    app.register_blueprint(metrics.blueprint)
+    stores = (rt.replay_store, rt.revocation_store)
+    app.register_blueprint(health.create_blueprint(stores, rt.key_ring.has_active_key))
+    app.register_blueprint(metrics.create_blueprint(rt.settings.metrics_token))
     app.register_blueprint(users_api.blueprint)
     app.register_blueprint(attributes_api.blueprint)
     app.register_blueprint(openapi.blueprint)

@@ -13,7 +13,7 @@ from idp.keys.factory import build_key_store
 from idp.keys.ring import KeyRing
 from idp.keys.server_secrets import ServerSecrets
 from idp.lifetimes import Lifetimes
-from idp.registrations import ClientRegistry
+from idp.registrations.cache import ClientRegistry
 from idp.revocations import Revoker
 from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationStore

@@ -21,6 +21,7 @@ LOWER_LAYERS = {
     "idp.keys": set(),
     "idp.stores": set(),
     "idp.verify": set(),
+    "idp.registrations": set(),
     "idp.users": {"idp.oauth", "idp.cli", "idp.app"},
 }
 UPPER = {"idp.oauth", "idp.users", "idp.admin", "idp.cli", "idp.app", "idp.observability"}
@@ -163,3 +164,11 @@ def test_no_module_is_too_long_to_read_as_one_piece() -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     }
     assert too_long == {}
+
+
+def test_only_the_cli_imports_the_operator_package() -> None:
+    """``idp.admin`` holds what only an operator's command does; nothing that serves
+    requests reaches for it."""
+    importers = {source for source, targets in _graph().items() if "idp.admin" in targets}
+    assert importers <= {"idp.cli"}
+    assert "idp.cli" in importers  # positive control: the CLI's import is seen

@@ -309,7 +309,7 @@ DAUTH = "https://dauth.example.net"
 
 def linked_user(app: Flask, username: str) -> str:
     """A jwt-bearer user of DAUTH in the default tenant, as a provisioning makes one."""
-    from idp.admin.tenants import require_tenant
+    from idp.registrations.tenants import require_tenant
 
     with app.app_context():
         now = utcnow()

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from idp.admin.issuers import IssuerSpec, add_issuer
 from idp.models import db
+from idp.registrations.issuers import IssuerSpec, add_issuer
 from tests.conftest import ISSUER
 from tests.oauth.helpers import (
     PASSWORD,

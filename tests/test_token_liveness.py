@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from idp.admin.clients import delete_client
 from idp.models import RefreshToken, db
+from idp.registrations.clients import delete_client
 from idp.runtime import runtime
 from idp.stores import Revocation
 from idp.stores.database_store import DatabaseRevocationStore

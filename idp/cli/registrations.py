@@ -9,12 +9,12 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from idp.admin import clients as client_admin
-from idp.admin import issuers as issuer_admin
-from idp.admin import tenants as tenant_admin
 from idp.cli.output import emit, json_option, operator
 from idp.errors import IdpError
 from idp.models import DEFAULT_TENANT, db
+from idp.registrations import clients as client_admin
+from idp.registrations import issuers as issuer_admin
+from idp.registrations import tenants as tenant_admin
 from idp.registry import AUTH_METHODS, GRANT_TYPES
 from idp.runtime import runtime
 

@@ -13,11 +13,11 @@ from flask.cli import with_appcontext
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from idp.admin import tenants as tenant_admin
 from idp.audit import record as audit_record
 from idp.cli.output import emit, json_option, operator
 from idp.errors import IdpError
 from idp.models import DEFAULT_TENANT, db
+from idp.registrations import tenants as tenant_admin
 from idp.runtime import runtime
 from idp.serving import servers
 from idp.settings import is_configured, load_settings

@@ -8,10 +8,10 @@ from collections.abc import Callable
 import click
 from flask.cli import AppGroup
 
-from idp.admin import tenants as tenant_admin
 from idp.cli.output import emit, json_option, operator
 from idp.errors import IdpError
 from idp.models import DEFAULT_TENANT, User, db
+from idp.registrations import tenants as tenant_admin
 from idp.runtime import runtime
 from idp.users.records import user_record
 from idp.users.service import (

@@ -29,7 +29,7 @@ from idp.keys.store import (
     check_invariants,
 )
 from idp.models import KEYS_REGISTRY, RegistryVersion, SigningKey
-from idp.registrations import bump_registry_version
+from idp.registrations.cache import bump_registry_version
 
 
 def _record(row: SigningKey) -> KeyRecord:

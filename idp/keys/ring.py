@@ -107,6 +107,10 @@ class KeyRing:
     def has_keys(self) -> bool:
         return self._loaded.active is not None
 
+    def has_active_key(self) -> bool:
+        """Whether the store's current keys include an active one (checked as ``current``)."""
+        return self.current().active is not None
+
     def current(self) -> LoadedKeys:
         if time.monotonic() - self._checked_at >= CHECK_INTERVAL:
             self._refresh()

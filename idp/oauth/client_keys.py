@@ -16,9 +16,9 @@ from typing import Any, Protocol, cast
 
 from joserfc.jwk import GuestProtocol, Key, KeySet
 
-from idp.admin.clients import validate_client_jwks
 from idp.errors import IdpError
 from idp.jwks_fetch import INVALID_JWKS, JwksFetchError, fetch_jwks
+from idp.registrations.clients import validate_client_jwks
 
 REFETCH_INTERVAL = 60.0
 CACHE_TTL = 600.0

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from idp.models import ClientRegistration
-from idp.registrations import ClientRegistry
+from idp.registrations.cache import ClientRegistry
 from idp.text import is_storable
 from idp.users.policy import narrow_scope
 

@@ -4,26 +4,42 @@ revocation stores, and an active key."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.models import db
-from idp.runtime import runtime
 from idp.stores import ReplayStore, RevocationStore, StoreUnavailable
 
-blueprint = Blueprint("health", __name__)
 logger = logging.getLogger(__name__)
 
 # Reported in every profile, so /readyz keeps one JSON shape; one no store uses is
 # "not configured".
 REPORTED_BACKENDS = ("database", "redis")
+NO_ACTIVE_KEY = "no active signing key"
 
 
-@blueprint.get("/healthz")
-def healthz() -> Response:
-    return jsonify({"status": "ok"})
+def create_blueprint(
+    stores: tuple[ReplayStore, RevocationStore], has_active_key: Callable[[], bool]
+) -> Blueprint:
+    """``/healthz``, and ``/readyz`` over the database, the app's stores and its key ring
+    (``has_active_key``)."""
+    blueprint = Blueprint("health", __name__)
+
+    @blueprint.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @blueprint.get("/readyz")
+    def readyz() -> Response:
+        checks: dict[str, str | None] = {"database": _check_database()}
+        _check_stores(stores, checks)
+        checks["keys"] = None if has_active_key() else NO_ACTIVE_KEY
+        return _readiness(checks)
+
+    return blueprint
 
 
 def _check_database() -> str | None:
@@ -46,23 +62,16 @@ def _check_store(store: ReplayStore | RevocationStore) -> str | None:
     return None
 
 
-def _check_stores(checks: dict[str, str | None]) -> None:
+def _check_stores(
+    stores: tuple[ReplayStore, RevocationStore], checks: dict[str, str | None]
+) -> None:
     """One ping per backend: stores that share one (or share the database) are checked once."""
-    rt = runtime()
-    for store in (rt.replay_store, rt.revocation_store):
+    for store in stores:
         if store.backend not in checks:
             checks[store.backend] = _check_store(store)
 
 
-def _check_keys() -> str | None:
-    return None if runtime().key_ring.current().active is not None else "no active signing key"
-
-
-@blueprint.get("/readyz")
-def readyz() -> Response:
-    checks: dict[str, str | None] = {"database": _check_database()}
-    _check_stores(checks)
-    checks["keys"] = _check_keys()
+def _readiness(checks: dict[str, str | None]) -> Response:
     failures = [reason for reason in checks.values() if reason]
     # Updating keeps the defaults' order: database, redis, keys.
     report = dict.fromkeys(REPORTED_BACKENDS, "not configured")

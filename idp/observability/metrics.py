@@ -18,9 +18,6 @@ from prometheus_client import (
 )
 
 from idp.bearer import BearerError, bearer_error_response
-from idp.runtime import runtime
-
-blueprint = Blueprint("metrics", __name__)
 
 TOKENS_ISSUED = Counter(
     "idp_tokens_issued",
@@ -63,9 +60,14 @@ def _unauthorized() -> Response:
     return bearer_error_response(BearerError(401, None, description), problem=False)
 
 
-@blueprint.get("/metrics")
-def metrics() -> Response:
-    expected = runtime().settings.metrics_token
-    if expected is not None and not _authorized(expected):
-        return _unauthorized()
-    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+def create_blueprint(metrics_token: str | None) -> Blueprint:
+    """``/metrics``, behind ``IDP_METRICS_TOKEN`` when one is set."""
+    blueprint = Blueprint("metrics", __name__)
+
+    @blueprint.get("/metrics")
+    def metrics() -> Response:
+        if metrics_token is not None and not _authorized(metrics_token):
+            return _unauthorized()
+        return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+    return blueprint

@@ -15,12 +15,12 @@ from sqlalchemy import and_, false, func, select, text, tuple_
 from sqlalchemy.sql import ColumnElement
 
 from idp import audit
-from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import LOCAL_PROVIDER, Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.models.users import LOCK_CANDIDATE, UserCount
 from idp.refresh_tokens import revoke_user_tokens
+from idp.registrations.tenants import require_tenant
 from idp.revocations import Revoker
 from idp.scopes import parse_scope
 from idp.users import lockout, paging

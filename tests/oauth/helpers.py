@@ -12,9 +12,9 @@ from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 
-from idp.admin.clients import ClientSpec, create_client
-from idp.admin.issuers import IssuerSpec, add_issuer
 from idp.models import db
+from idp.registrations.clients import ClientSpec, create_client
+from idp.registrations.issuers import IssuerSpec, add_issuer
 from tests.conftest import ISSUER
 
 TOKEN_URL = f"{ISSUER}/oidc/token"

@@ -1,5 +1,5 @@
 """Workers cache client registrations, yet a deleted client or a rotated secret stops
-working within one second on every worker (idp.registrations)."""
+working within one second on every worker (idp.registrations.cache)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_copies_older_than_the_interval_are_never_used_unchecked(app, monkeypatc
     from sqlalchemy.exc import OperationalError
 
     from idp.models import db
-    from idp.registrations import CHECK_INTERVAL, ClientRegistry
+    from idp.registrations.cache import CHECK_INTERVAL, ClientRegistry
 
     client_id, _ = register(app, auth_method="client_secret_basic")
     clock = _Clock()

@@ -89,7 +89,7 @@ def test_another_clients_user_is_invalid_grant(app, http, moneyhub) -> None:
 
 
 def test_another_tenants_user_is_invalid_grant(app, http) -> None:
-    from idp.admin.tenants import create_tenant
+    from idp.registrations.tenants import create_tenant
 
     with app.app_context():
         create_tenant("acme")

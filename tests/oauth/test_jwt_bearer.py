@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from idp.admin.issuers import remove_issuer
 from idp.models import Tenant, User, db
+from idp.registrations.issuers import remove_issuer
 from idp.runtime import runtime
 from idp.users.linked import provision_linked_user
 from idp.verify import LocalJwks, TokenVerifier
@@ -255,7 +255,7 @@ def test_an_unknown_issuer_or_key_is_refused(app, http, dauth, issuer_key) -> No
 
 
 def test_an_issuer_of_another_tenant_is_unknown(app, http, issuer_key) -> None:
-    from idp.admin.tenants import create_tenant
+    from idp.registrations.tenants import create_tenant
 
     with app.app_context():
         create_tenant("acme")

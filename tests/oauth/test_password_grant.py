@@ -11,8 +11,8 @@ from freezegun import freeze_time
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, User, db
+from idp.registrations.tenants import create_tenant
 from idp.users.records import user_record
 from tests.conftest import ISSUER
 from tests.oauth.helpers import PASSWORD, login, make_user, password_client

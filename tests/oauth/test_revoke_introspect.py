@@ -9,8 +9,8 @@ import pytest
 from freezegun import freeze_time
 
 from idp import registry
-from idp.admin.tenants import create_tenant
 from idp.models import db
+from idp.registrations.tenants import create_tenant
 from tests.oauth.helpers import (
     assertion,
     assertion_form,

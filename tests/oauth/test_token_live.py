@@ -210,7 +210,7 @@ def test_jwks_uri_on_a_private_address_is_refused_without_a_request(app, uri) ->
 
 def test_a_jwks_uri_issuer_of_the_jwt_bearer_grant(make_app, jwks_server):
     """Trusted issuers' keys come through the same hardened, cached fetcher as clients'."""
-    from idp.admin.issuers import IssuerSpec, add_issuer
+    from idp.registrations.issuers import IssuerSpec, add_issuer
     from tests.oauth.helpers import basic
 
     app = make_app(IDP_INSECURE_JWKS_URI="true")

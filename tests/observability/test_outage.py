@@ -34,7 +34,7 @@ from sqlalchemy.exc import (
 )
 
 from idp.problems import PROBLEM_TYPE
-from idp.registrations import CHECK_INTERVAL
+from idp.registrations.cache import CHECK_INTERVAL
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
 from tests.oauth.helpers import PASSWORD, assertion, assertion_form, client_key

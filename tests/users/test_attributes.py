@@ -8,9 +8,9 @@ import re
 import pytest
 from sqlalchemy import select
 
-from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, UserAttribute, db, utcnow
 from idp.models.base import new_uuid
+from idp.registrations.tenants import create_tenant
 from idp.users.attributes import MAX_ATTRIBUTES
 from tests.oauth.helpers import bearer, login, make_user, password_client
 from tests.users.conftest import client_token, make_self_token

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from idp.admin.tenants import require_tenant
 from idp.models import db
+from idp.registrations.tenants import require_tenant
 from idp.users import service
 from tests.users.test_paging import seed
 

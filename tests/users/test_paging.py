@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select
 
-from idp.admin.tenants import create_tenant, require_tenant
 from idp.models import User, db
 from idp.models.base import new_uuid
 from idp.models.users import UserCount
+from idp.registrations.tenants import create_tenant, require_tenant
 from tests.users.conftest import client_token
 from tests.users.test_users_api import assert_problem, create
 

@@ -129,7 +129,7 @@ def test_bad_client_id_filters_are_400(http, admin, query) -> None:
 
 def test_client_id_filter_stays_within_the_tenant(http, app, admin) -> None:
     with app.app_context():
-        from idp.admin.tenants import create_tenant
+        from idp.registrations.tenants import create_tenant
 
         create_tenant("acme")
         db.session.commit()

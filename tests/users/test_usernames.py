@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
-from idp.admin.tenants import create_tenant
 from idp.app import MIGRATIONS_DIR, create_app
 from idp.errors import IdpError
 from idp.models import AuditEvent, User, db
 from idp.models.base import UTCDateTime
+from idp.registrations.tenants import create_tenant
 from idp.settings import load_settings
 from idp.users.usernames import InvalidUsername, username_key
 from tests.oauth.helpers import login, password_client

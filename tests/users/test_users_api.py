@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from idp.admin.tenants import create_tenant
 from idp.models import AuditEvent, db
+from idp.registrations.tenants import create_tenant
 from tests.oauth.helpers import basic, login, password_client, refresh, register
 from tests.users.conftest import client_token
 

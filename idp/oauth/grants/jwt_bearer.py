@@ -17,13 +17,13 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
 
 from idp import audit, refresh_tokens
-from idp.admin.issuers import find_issuer
 from idp.models import Tenant, TrustedIssuer, db, utcnow
 from idp.oauth.assertions import AssertionRules, AssertionValidator
 from idp.oauth.client_keys import KeyPicker
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
 from idp.oauth.grants.base import CLIENT_AUTH_METHODS, IdpUser, UserTokenGrant, token_scope
+from idp.registrations.issuers import find_issuer
 from idp.settings import Settings
 from idp.stores import ReplayStore
 from idp.text import is_storable

@@ -12,11 +12,11 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp import audit
-from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import Client, db
 from idp.models.clients import hash_client_secret
-from idp.registrations import bump_clients_version
+from idp.registrations.cache import bump_clients_version
+from idp.registrations.tenants import require_tenant
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, grant_type_named
 from idp.revocations import Revoker
 from idp.scopes import parse_scope

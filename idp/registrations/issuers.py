@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import select
 
 from idp import audit
-from idp.admin.clients import validate_client_jwks, validate_jwks_uri
-from idp.admin.tenants import require_tenant
 from idp.errors import IdpError
 from idp.models import TrustedIssuer, db
+from idp.registrations.clients import validate_client_jwks, validate_jwks_uri
+from idp.registrations.tenants import require_tenant
 from idp.scopes import parse_scope
 
 MAX_ISSUER_LENGTH = 2000
