@@ -4,7 +4,7 @@ JSON: one object for one record, an array for a listing; snake_case names, excep
 user record, which is the /users API's own (camelCase); times RFC 3339; durations whole
 seconds. Text: one line per record, ``name=value`` pairs two spaces apart. Every command
 that prints records is run both ways, through Flask's CLI runner (in process: the
-subprocess runs of the same commands are in tests/test_cli*.py).
+subprocess runs of the same commands are in the other tests of tests/cli).
 """
 
 from __future__ import annotations
