@@ -63,12 +63,13 @@ def init_migrations(app: Flask) -> None:
 
 
 def _init_web(app: Flask) -> None:
-    from idp import http_errors, openapi
+    from idp import openapi
     from idp.oauth import discovery, views
     from idp.oauth.server import init_authorization_server
     from idp.observability import health, metrics
     from idp.users import api as users_api
     from idp.users import attributes_api
+    from idp.web import errors as http_errors
 
     rt: Runtime = app.extensions[EXTENSION_KEY]
     init_authorization_server(app, rt)

@@ -1,7 +1,7 @@
 """How long idp waits for its database: never longer than ``IDP_DATABASE_TIMEOUT``.
 
 A database that stops answering must cost a request a 503 within seconds
-(idp.http_errors), not the length of the stall. Each wait has its own bound:
+(idp.web.errors), not the length of the stall. Each wait has its own bound:
 
 * connecting: libpq's ``connect_timeout`` (at least 2 s, libpq's own floor);
 * a connection from the pool: ``pool_timeout``;
@@ -47,7 +47,7 @@ def engine_options(url: str, wait_limit: int | None) -> dict[str, Any]:
         busy = CLI_SQLITE_BUSY_SECONDS if wait_limit is None else wait_limit
         return {"hide_parameters": True, "connect_args": {"timeout": busy}}
     # No pre-ping: it costs a round trip on every checkout. A connection found dead fails
-    # its request with a 503 (idp.http_errors), and SQLAlchemy then discards every pooled
+    # its request with a 503 (idp.web.errors), and SQLAlchemy then discards every pooled
     # connection opened before it, so the next requests connect afresh; pool_recycle
     # retires idle connections before a server or proxy timeout closes them.
     options: dict[str, Any] = {"hide_parameters": True, "pool_recycle": 300}

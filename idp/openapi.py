@@ -8,13 +8,13 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
 from idp import __version__
-from idp.json_api import JSON_TYPE, JsonApi, Operation
 from idp.oauth import schemas as oauth
-from idp.problems import PROBLEM_TYPE
 from idp.runtime import runtime
 from idp.users.api import api as users_api
 from idp.users.attributes_api import api as attributes_api
 from idp.users.schemas import Problem
+from idp.web.json_api import JSON_TYPE, JsonApi, Operation
+from idp.web.problems import PROBLEM_TYPE
 
 blueprint = Blueprint("openapi", __name__)
 FORM_TYPE = "application/x-www-form-urlencoded"

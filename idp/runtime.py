@@ -12,12 +12,12 @@ from idp.keys import BaseKeyStore
 from idp.keys.factory import build_key_store
 from idp.keys.ring import KeyRing
 from idp.keys.server_secrets import ServerSecrets
-from idp.lifetimes import Lifetimes
 from idp.registrations.cache import ClientRegistry
-from idp.revocations import Revoker
 from idp.settings import Settings
 from idp.stores import ReplayStore, RevocationStore
 from idp.stores.factory import build_stores
+from idp.tokens.lifetimes import Lifetimes
+from idp.tokens.revocations import Revoker
 from idp.verify import LocalJwks, TokenVerifier
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import GuestProtocol, Key, KeySet
 
-from idp.claims import ClaimError, check_times
 from idp.jwks_fetch import JwksFetchError, fetch_jwks
 from idp.registry import ACCEPTED_JWT_ALGS
+from idp.tokens.claims import ClaimError, check_times
 
 ACCESS_TOKEN_ALGS = ACCEPTED_JWT_ALGS
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from idp.app import create_app
-from idp.http_errors import is_unavailable
 from idp.models import db
 from idp.settings import load_settings
+from idp.web.errors import is_unavailable
 
 
 def _sqlite_busy_ms(tmp_path: Path, web: bool, **env: str) -> int:

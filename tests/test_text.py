@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from idp.bearer import BearerError
 from idp.oauth.errors import ClientAuthFailed, GrantRefused
 from idp.text import MAX_DESCRIPTION_LENGTH, safe_description
+from idp.web.bearer import BearerError
 
 HOSTILE = 'a "quote", a back\\slash,\na new line and \u00e9'
 CLEANED = "a 'quote', a back'slash,'a new line and '"

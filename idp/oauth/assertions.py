@@ -18,12 +18,12 @@ from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import GuestProtocol, Key
 
-from idp.claims import ClaimError, check_times
 from idp.oauth.errors import TemporarilyUnavailable
 from idp.registry import ACCEPTED_JWT_ALGS
 from idp.settings import Settings
 from idp.stores import PendingClaim, ReplayStore, StoreUnavailable
 from idp.text import is_storable
+from idp.tokens.claims import ClaimError, check_times
 
 MAX_JTI_LENGTH = 256
 TEXT_RULE = "a string without NUL or lone surrogates"

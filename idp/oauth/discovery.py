@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from idp.http_errors import retry_later
 from idp.registry import (
     ACCEPTED_JWT_ALGS,
     AUTH_METHODS,
@@ -15,6 +14,7 @@ from idp.registry import (
     SIGNING_ALGS,
 )
 from idp.runtime import runtime
+from idp.web.errors import retry_later
 
 blueprint = Blueprint("discovery", __name__)
 

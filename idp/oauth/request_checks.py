@@ -15,11 +15,11 @@ from urllib.parse import parse_qsl, quote, unquote
 from authlib.oauth2 import OAuth2Error
 from flask import Request
 
-from idp.json_body import JsonRefused, load_json
 from idp.oauth.assertions import DeferredClaims
 from idp.oauth.errors import ClientAuthFailed, MalformedRequest
 from idp.registry import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT
 from idp.text import is_storable
+from idp.web.json_body import JsonRefused, load_json
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 FORM_TYPE = "application/x-www-form-urlencoded"

@@ -7,11 +7,12 @@ from typing import Any
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from idp import audit, refresh_tokens
+from idp import audit
 from idp.models import User, db
 from idp.oauth.clients import OAuthClient
 from idp.oauth.token_lookup import PresentedAccessToken, PresentedRefreshToken, find_token
 from idp.registry import AUTH_METHODS
+from idp.tokens import refresh_tokens
 
 TOKEN_HINTS = ("access_token", "refresh_token")
 

@@ -27,9 +27,9 @@ from idp.oauth.request_checks import CheckedRequest
 from idp.oauth.revoke_introspect import IdpIntrospectionEndpoint, IdpRevocationEndpoint
 from idp.oauth.token_generator import AccessTokenGenerator
 from idp.observability.metrics import TOKEN_FAILURES
-from idp.refresh_tokens import new_refresh_token
 from idp.registry import GRANT_TYPES
 from idp.runtime import Runtime
+from idp.tokens.refresh_tokens import new_refresh_token
 
 SERVER_KEY = "idp.oauth"
 # Set on flask.g when a refusal asks the endpoint to keep what the request wrote.

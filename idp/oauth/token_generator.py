@@ -9,9 +9,9 @@ from typing import Any
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 
 from idp.keys.ring import KeyRing
-from idp.lifetimes import Lifetimes
 from idp.oauth.clients import OAuthClient
 from idp.settings import Settings
+from idp.tokens.lifetimes import Lifetimes
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 -- a media type, not a secret
 

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from idp import refresh_tokens
 from idp.models import RefreshToken, User, db, utcnow
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import TemporarilyUnavailable
+from idp.tokens import refresh_tokens
 from idp.users.policy import session_may_continue
 from idp.verify import AccessToken, InvalidToken, TokenVerifier, VerifierUnavailable
 

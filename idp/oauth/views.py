@@ -8,21 +8,21 @@ from collections.abc import Callable
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, g, jsonify, request
 
-from idp.bearer import BearerError, authenticate, bearer_error_response
 from idp.errors import KeyStoreError
-from idp.http_errors import (
-    UNAVAILABLE_DESCRIPTION,
-    UNAVAILABLE_ERRORS,
-    is_unavailable,
-    retry_later,
-    unavailable_response,
-)
 from idp.models import User, db
 from idp.oauth.errors import MalformedRequest, TemporarilyUnavailable
 from idp.oauth.request_checks import CheckedRequest, check_oauth_request
 from idp.oauth.server import DURABLE_FAILURE, IdpAuthorizationServer, authorization_server
 from idp.observability.metrics import TOKEN_FAILURES, TOKEN_LATENCY, TOKENS_ISSUED
 from idp.users.policy import is_live
+from idp.web.bearer import BearerError, authenticate, bearer_error_response
+from idp.web.errors import (
+    UNAVAILABLE_DESCRIPTION,
+    UNAVAILABLE_ERRORS,
+    is_unavailable,
+    retry_later,
+    unavailable_response,
+)
 
 blueprint = Blueprint("oauth", __name__)
 
@@ -125,7 +125,7 @@ def introspect() -> Response:
 @blueprint.route("/oidc/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
     """OIDC Core §5.3. A database or revocation-list outage is not caught here: it reaches
-    idp.http_errors, which answers 503 temporarily_unavailable with Retry-After."""
+    idp.web.errors, which answers 503 temporarily_unavailable with Retry-After."""
     try:
         token = authenticate(authorization_server().runtime.verifier, ["openid"])
         user = db.session.get(User, token.subject) if token.is_user_token else None

@@ -17,7 +17,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from idp.bearer import BearerError, bearer_error_response
+from idp.web.bearer import BearerError, bearer_error_response
 
 TOKENS_ISSUED = Counter(
     "idp_tokens_issued",

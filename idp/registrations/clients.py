@@ -18,8 +18,8 @@ from idp.models.clients import hash_client_secret
 from idp.registrations.cache import bump_clients_version
 from idp.registrations.tenants import require_tenant
 from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, grant_type_named
-from idp.revocations import Revoker
 from idp.scopes import parse_scope
+from idp.tokens.revocations import Revoker
 
 SECRET_BYTES = 32  # 256 bits
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})

@@ -6,7 +6,6 @@ from flask import Blueprint
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit
-from idp.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
 from idp.models import Client, Tenant, User, db, utcnow
 from idp.runtime import runtime
 from idp.users import paging, policy, service
@@ -26,12 +25,13 @@ from idp.users.schemas import (
 )
 from idp.users.usernames import InvalidUsername
 from idp.verify import AccessToken
+from idp.web.json_api import ApiProblem, JsonApi, current_token_user_id, not_found
 
 # One answer for a wrong password and a locked user: the lock must not confirm a guess.
 WRONG_CURRENT_PASSWORD = "the current password was not accepted (wrong, or the user is locked)"  # noqa: S105
 
 blueprint = Blueprint("users", __name__)
-api = JsonApi(blueprint)
+api = JsonApi(blueprint, lambda: runtime().verifier)
 
 
 def tenant_of(token: AccessToken) -> Tenant:

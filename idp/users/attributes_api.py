@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from idp.json_api import ApiProblem, JsonApi, not_found
 from idp.models import User, UserAttribute
+from idp.runtime import runtime
 from idp.users import attributes, service
 from idp.users.api import commit, own_user, user_of
 from idp.users.records import attribute_record
 from idp.users.schemas import AttributeList, AttributeOut, CreateAttribute, UpdateAttribute
 from idp.verify import AccessToken
+from idp.web.json_api import ApiProblem, JsonApi, not_found
 
 blueprint = Blueprint("user_attributes", __name__)
-api = JsonApi(blueprint)
+api = JsonApi(blueprint, lambda: runtime().verifier)
 
 
 @api.route(

@@ -19,10 +19,10 @@ from idp.errors import IdpError
 from idp.models import LOCAL_PROVIDER, Tenant, User, db, utcnow
 from idp.models.base import new_uuid
 from idp.models.users import LOCK_CANDIDATE, UserCount
-from idp.refresh_tokens import revoke_user_tokens
 from idp.registrations.tenants import require_tenant
-from idp.revocations import Revoker
 from idp.scopes import parse_scope
+from idp.tokens.refresh_tokens import revoke_user_tokens
+from idp.tokens.revocations import Revoker
 from idp.users import lockout, paging
 from idp.users.passwords import check_policy, hash_password
 from idp.users.records import rfc3339

@@ -21,9 +21,9 @@ from sqlalchemy import func, insert, select
 from idp.admin.purge import BATCH_SIZE, purge
 from idp.errors import ConfigurationError
 from idp.models import AuditEvent, RefreshToken, ReplayEntry, Revocation, User, db, utcnow
-from idp.refresh_tokens import token_hash
 from idp.runtime import runtime
 from idp.settings import load_settings
+from idp.tokens.refresh_tokens import token_hash
 from tests.oauth.helpers import basic, login, make_user, password_client, refresh, register
 
 DAY = timedelta(days=1)

@@ -12,7 +12,7 @@ from freezegun import freeze_time
 
 from idp.models import AuditEvent, RefreshToken, User, db, utcnow
 from idp.oauth.grants.refresh_token import REFRESH_REFUSED
-from idp.refresh_tokens import token_hash
+from idp.tokens.refresh_tokens import token_hash
 from idp.users.passwords import hash_password
 from tests.oauth.helpers import PASSWORD, basic, login, make_user, password_client, refresh
 

@@ -33,10 +33,10 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from idp.problems import PROBLEM_TYPE
 from idp.registrations.cache import CHECK_INTERVAL
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
+from idp.web.problems import PROBLEM_TYPE
 from tests.oauth.helpers import PASSWORD, assertion, assertion_form, client_key
 
 SCOPES = "openid user:create user:read user:update user:delete user:self"
@@ -398,8 +398,8 @@ BUGS = {
 SURFACES = {
     "token": ("idp.oauth.views.check_oauth_request", "post", "/oidc/token", "oauth"),
     "userinfo": ("idp.oauth.views.authenticate", "get", "/oidc/userinfo", "oauth"),
-    "users": ("idp.json_api.authenticate", "get", "/users", "problem"),
-    "users-me": ("idp.json_api.authenticate", "get", "/users/me", "problem"),
+    "users": ("idp.web.json_api.authenticate", "get", "/users", "problem"),
+    "users-me": ("idp.web.json_api.authenticate", "get", "/users/me", "problem"),
 }
 
 

@@ -92,14 +92,14 @@ def test_error_responses_carry_it(app, http, monkeypatch) -> None:
     def outage(*_: object, **__: object) -> None:
         raise OperationalError("SELECT 1", {}, Exception("down"))
 
-    monkeypatch.setattr("idp.json_api.authenticate", outage)
+    monkeypatch.setattr("idp.web.json_api.authenticate", outage)
     down = http.get("/users", headers={"X-Request-ID": "down"})
     assert down.status_code == 503 and down.headers["X-Request-ID"] == "down"
 
     def bug(*_: object, **__: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("idp.json_api.authenticate", bug)
+    monkeypatch.setattr("idp.web.json_api.authenticate", bug)
     broken = http.get("/users")
     assert broken.status_code == 500 and GENERATED.match(broken.headers["X-Request-ID"])
 
@@ -156,14 +156,14 @@ def test_audit_and_app_records_are_one_line(app, idp_log) -> None:
     forged = '\r\n2026-12-03 19:00:00,000 INFO idp.audit request_id=forged {"event":"x"}\u2028'
     with app.test_request_context(**_sent("one-line")):
         audit.record("login_failure", username=f"eve{forged}", reason="unknown_user")
-        logging.getLogger("idp.http_errors").warning("GET /nope%s: unavailable", forged)
+        logging.getLogger("idp.web.errors").warning("GET /nope%s: unavailable", forged)
         db.session.rollback()
     audit_line, app_line = idp_log.getvalue().splitlines()
     assert " INFO idp.audit request_id=one-line {" in audit_line
     event = json.loads(audit_line.split(" request_id=one-line ", 1)[1])
     assert event["username"] == f"eve{forged}"  # escaped, not lost
     assert app_line.endswith(
-        " WARNING idp.http_errors request_id=one-line GET /nope\\r\\n2026-12-03 19:00:00,000"
+        " WARNING idp.web.errors request_id=one-line GET /nope\\r\\n2026-12-03 19:00:00,000"
         ' INFO idp.audit request_id=forged {"event":"x"}\\u2028: unavailable'
     )
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import InvalidScopeError
 
-from idp import refresh_tokens
 from idp.models import User, utcnow
 from idp.oauth.clients import OAuthClient
 from idp.oauth.id_token import id_token_for
 from idp.registry import AUTH_METHODS
+from idp.tokens import refresh_tokens
 from idp.users.policy import grantable_scopes, narrow_scope
 
 if TYPE_CHECKING:

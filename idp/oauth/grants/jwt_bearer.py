@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
 from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
 
-from idp import audit, refresh_tokens
+from idp import audit
 from idp.models import Tenant, TrustedIssuer, db, utcnow
 from idp.oauth.assertions import AssertionRules, AssertionValidator
 from idp.oauth.client_keys import KeyPicker
@@ -27,6 +27,7 @@ from idp.registrations.issuers import find_issuer
 from idp.settings import Settings
 from idp.stores import ReplayStore
 from idp.text import is_storable
+from idp.tokens import refresh_tokens
 from idp.users.linked import (
     MAX_SUBJECT_LENGTH,
     ProvisioningRefused,

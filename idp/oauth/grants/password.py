@@ -6,11 +6,11 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 
-from idp import refresh_tokens
 from idp.models import User, utcnow
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
 from idp.oauth.grants.base import CLIENT_AUTH_METHODS, IdpUser, UserTokenGrant, token_scope
+from idp.tokens import refresh_tokens
 from idp.users.authentication import SignInFailure, sign_in
 
 BAD_CREDENTIALS = "invalid username or password"

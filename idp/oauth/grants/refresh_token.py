@@ -7,11 +7,12 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, grants
 
-from idp import audit, refresh_tokens
+from idp import audit
 from idp.models import User, db
 from idp.oauth.clients import OAuthClient
 from idp.oauth.errors import GrantRefused
 from idp.oauth.grants.base import CLIENT_AUTH_METHODS, IdpUser, UserTokenGrant
+from idp.tokens import refresh_tokens
 from idp.users.policy import grantable_scopes, retained_scope, session_may_continue
 
 REFRESH_REFUSED = "refresh token is unknown, expired or revoked"

@@ -12,9 +12,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
 
 from idp.models import db
-from idp.problems import problem_response
 from idp.stores import StoreUnavailable
 from idp.verify import VerifierUnavailable
+from idp.web.problems import problem_response
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from idp.bearer import BearerError, authenticate, bearer_error_response
-from idp.json_body import JsonRefused, load_json
-from idp.problems import problem_response
-from idp.runtime import runtime
-from idp.verify import AccessToken
+from idp.verify import AccessToken, TokenVerifier
+from idp.web.bearer import BearerError, authenticate, bearer_error_response
+from idp.web.json_body import JsonRefused, load_json
+from idp.web.problems import problem_response
 
 JSON_TYPE = "application/json"
 
@@ -54,6 +53,9 @@ class Operation:
 @dataclass
 class JsonApi:
     blueprint: Blueprint
+    # The verifier of the bearer tokens, looked up per request by the module that owns
+    # the routes (an app's services exist only once the app is built).
+    verifier: Callable[[], TokenVerifier]
     operations: list[Operation] = field(default_factory=list)
 
     def route(
@@ -94,7 +96,7 @@ class JsonApi:
             @functools.wraps(view)
             def handle(**view_args: Any) -> Response:
                 try:
-                    token = authenticate(runtime().verifier, [scope])
+                    token = authenticate(self.verifier(), [scope])
                     parsed: dict[str, Any] = {}
                     if query is not None:
                         parsed["query"] = _parse_query(query)
@@ -102,7 +104,7 @@ class JsonApi:
                         parsed["body"] = _parse_body(body)
                     result = view(token, **parsed, **view_args)
                 # Database and Redis outages are not caught here: they reach the app's
-                # handler in idp.http_errors, the one place that answers them (503).
+                # handler in idp.web.errors, the one place that answers them (503).
                 except BearerError as exc:
                     return bearer_error_response(exc, problem=True)
                 except ApiProblem as exc:

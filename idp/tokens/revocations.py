@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from idp.lifetimes import Lifetimes
 from idp.stores import Revocation, RevocationStore
 from idp.stores.base import SessionLike
+from idp.tokens.lifetimes import Lifetimes
 
 
 def now_ms() -> int:

@@ -8,9 +8,9 @@ from http import HTTPStatus
 
 from flask import Response, jsonify, request
 
-from idp.problems import problem_response
 from idp.text import safe_description
 from idp.verify import AccessToken, InsufficientScope, InvalidToken, TokenVerifier
+from idp.web.problems import problem_response
 
 
 class BearerError(Exception):
@@ -65,7 +65,7 @@ def authenticate(verifier: TokenVerifier, required_scopes: Iterable[str] = ()) -
     """The verified token, or BearerError (401/403).
 
     VerifierUnavailable (the revocation list is down) is left to propagate: the error
-    handler in idp.http_errors answers it as every other outage, 503 with Retry-After in
+    handler in idp.web.errors answers it as every other outage, 503 with Retry-After in
     the surface's format, and the token is never taken as valid unchecked.
     """
     token = bearer_token()
