@@ -251,6 +251,7 @@ def measure(args: argparse.Namespace, idp: Idp, client: dict[str, str]) -> int:
     from sqlalchemy import select
 
     from idp.models import Tenant, User, db
+    from idp.runtime import runtime
     from idp.users import paging
 
     idp.start()
@@ -273,7 +274,8 @@ def measure(args: argparse.Namespace, idp: Idp, client: dict[str, str]) -> int:
             .limit(1)
         ).one()
         position = paging.Position(near_end.created_at, near_end.id)
-        cursor = paging.encode(tenant_id, {}, position)
+        key = runtime(app).server_secrets.get(paging.SECRET_NAME)
+        cursor = paging.encode(key, tenant_id, {}, position)
         user_id = db.session.scalar(select(User.id).where(User.username_key == f"user{middle}"))
     assert tenant_id is not None and user_id is not None
     variants: list[tuple[str, str, dict[str, Any], Any]] = [
