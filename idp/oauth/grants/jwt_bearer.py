@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, UnauthorizedClientError
+from authlib.oauth2.rfc6749 import UnauthorizedClientError
 from authlib.oauth2.rfc7523 import JWTBearerGrant as AuthlibJWTBearerGrant
 
 from idp import audit
@@ -79,20 +79,36 @@ def _issuer_key_missing(rule: str, description: str) -> GrantRefused:
 class JWTBearerGrant(UserTokenGrant, AuthlibJWTBearerGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
-    def validate_token_request(self) -> None:
+    # Authlib's validate_token_request runs as it is; these hooks are where idp differs.
+    # Authlib takes the assertion's issuer for the client. Here the client authenticates
+    # as at every grant, first, and the issuer is a third party its tenant trusts.
+
+    def process_assertion_claims(self, assertion: str) -> dict[str, Any]:
+        """The verified claims of ``assertion``, parsed once: its unverified ``iss`` finds
+        the trusted issuer, whose keys then verify it. The client and the requested scope
+        are checked before, so that a refused request spends no ``jti``."""
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(f"the client may not use grant_type={self.GRANT_TYPE}")
-        assertion = self.request.form.get("assertion")
-        if not assertion:
-            raise InvalidRequestError("'assertion' is required")
         self.validate_requested_scope()
         validator = self.server.grant_assertions
-        parsed = validator.parse(assertion)  # once: its claims find the issuer, then verified
+        parsed = validator.parse(assertion)
         issuer = self._trusted_issuer(client, parsed.claims)
         picker = KeyPicker(issuer, self.server.key_resolver, _issuer_key_missing)
         claims = validator.validate_parsed(parsed, picker, issuer=issuer.issuer)
-        user = self._user(client, issuer, claims)
+        self.request.issuer = issuer
+        self.request.assertion_claims = claims
+        return claims
+
+    def resolve_issuer_client(self, issuer: str) -> OAuthClient:
+        # The token goes to the client that authenticated; the issuer vouches for the user.
+        client: OAuthClient = self.request.client
+        return client
+
+    def authenticate_user(self, subject: str) -> IdpUser:
+        client: OAuthClient = self.request.client
+        issuer: IssuerRegistration = self.request.issuer
+        user = self._user(client, issuer, subject, self.request.assertion_claims)
         audit.record(
             "login_success",
             user_id=user.id,
@@ -100,8 +116,11 @@ class JWTBearerGrant(UserTokenGrant, AuthlibJWTBearerGrant):
             client_id=client.get_client_id(),
             issuer=issuer.issuer,
         )
-        self.request.user = IdpUser(user)
-        self.request.issuer = issuer
+        return IdpUser(user)
+
+    def has_granted_permission(self, client: OAuthClient, user: IdpUser) -> bool:
+        # The tenant's trust in the issuer (idp issuers add) is the permission.
+        return True
 
     def _trusted_issuer(
         self, client: OAuthClient, unverified: dict[str, Any]
@@ -115,9 +134,12 @@ class JWTBearerGrant(UserTokenGrant, AuthlibJWTBearerGrant):
         return IssuerRegistration.of(row)
 
     def _user(
-        self, client: OAuthClient, issuer: IssuerRegistration, claims: dict[str, Any]
+        self,
+        client: OAuthClient,
+        issuer: IssuerRegistration,
+        subject: str,
+        claims: dict[str, Any],
     ) -> User:
-        subject: str = claims["sub"]
         if len(subject) > MAX_SUBJECT_LENGTH:
             raise GrantRefused("sub", f"assertion 'sub' is longer than {MAX_SUBJECT_LENGTH}")
         user = find_linked_user(client.row.tenant_id, issuer.issuer, subject)
