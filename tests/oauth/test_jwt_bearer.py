@@ -447,3 +447,24 @@ def test_each_login_is_audited_as_the_password_grant_audits_its_own(
     for event in (first, second):
         assert (event.user_id, event.client_id, event.tenant) == (user.id, dauth[0], "default")
         assert event.detail == {"issuer": DAUTH}
+
+
+def test_a_request_without_an_assertion_is_invalid_request(http, dauth) -> None:
+    refused = grant(http, dauth, None)
+    assert refused.status_code == 400, refused.get_json()
+    assert refused.get_json()["error"] == "invalid_request"
+    assert "assertion" in refused.get_json()["error_description"]
+
+
+def test_a_client_not_allowed_the_grant_spends_no_assertion(app, http, dauth, issuer_key) -> None:
+    """The client is checked before the assertion's jti is recorded, so the assertion
+    still works from a client that may use the grant."""
+    other = register(app, auth_method="client_secret_basic", grant_types=["client_credentials"])
+    signed = statement(issuer_key)
+    not_allowed = grant(http, other, signed)
+    assert not_allowed.status_code == 400, not_allowed.get_json()
+    assert not_allowed.get_json()["error"] == "unauthorized_client"
+    accepted = grant(http, dauth, signed)
+    assert accepted.status_code == 200, accepted.get_json()
+    replayed = grant(http, dauth, signed)  # positive control: now it is spent
+    assert replayed.status_code == 400 and replayed.get_json()["error"] == "invalid_grant"

@@ -85,8 +85,8 @@ class JWTBearerGrant(UserTokenGrant, AuthlibJWTBearerGrant):
 
     def process_assertion_claims(self, assertion: str) -> dict[str, Any]:
         """The verified claims of ``assertion``, parsed once: its unverified ``iss`` finds
-        the trusted issuer, whose keys then verify it. The client and the requested scope
-        are checked before, so that a refused request spends no ``jti``."""
+        the trusted issuer, whose keys then verify it. The client is checked before, so
+        that a client refused the grant spends no ``jti``."""
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError(f"the client may not use grant_type={self.GRANT_TYPE}")
