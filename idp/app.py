@@ -81,7 +81,7 @@ def _init_web(app: Flask) -> None:
     app.register_blueprint(users_api.blueprint)
     app.register_blueprint(attributes_api.blueprint)
     app.register_blueprint(openapi.blueprint)
-    http_errors.register(app)
+    http_errors.register(app, (users_api.blueprint, attributes_api.blueprint, openapi.blueprint))
     app.after_request(_send_request_id)
 
 

@@ -1,12 +1,18 @@
-"""One error format per surface: RFC 6749 JSON for OAuth, RFC 9457 problem+json for /users."""
+"""One error format per surface: RFC 6749 JSON for OAuth, RFC 9457 problem+json for the
+blueprints that declare it (the JSON API and its OpenAPI document).
+
+The blueprint that owns the matched route decides. A URL that matches no route (a 404, or
+a 405 for a method the route lacks) has no blueprint: it takes the format of the declared
+blueprints whose routes share its first path segment (``/users`` for ``/users/x/y``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import redis.exceptions
-from flask import Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
@@ -33,12 +39,25 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     VerifierUnavailable,
 )
 
-PROBLEM_PREFIXES = ("/users", "/openapi")
 _OAUTH_CODES = {400: "invalid_request", 401: "invalid_client", 413: "invalid_request"}
+PROBLEM_SURFACES = "idp.problem_surfaces"
+
+
+@dataclass(frozen=True)
+class ProblemSurfaces:
+    blueprints: frozenset[str]
+    segments: frozenset[str]  # the first path segments of their routes
+
+
+def _first_segment(path: str) -> str:
+    return "/" + path.lstrip("/").split("/", 1)[0]
 
 
 def _wants_problem() -> bool:
-    return request.path.startswith(PROBLEM_PREFIXES)
+    surfaces: ProblemSurfaces = current_app.extensions[PROBLEM_SURFACES]
+    if request.url_rule is not None:
+        return request.blueprint in surfaces.blueprints
+    return _first_segment(request.path) in surfaces.segments
 
 
 def error_response(exc: HTTPException) -> Response:
@@ -98,7 +117,15 @@ def _storage_error(exc: Exception) -> Response:
     return unavailable_response(exc) if is_unavailable(exc) else _unexpected(exc)
 
 
-def register(app: Flask) -> None:
+def register(app: Flask, problem_blueprints: tuple[Blueprint, ...]) -> None:
+    """The error handlers; ``problem_blueprints`` (registered already) answer in RFC 9457."""
+    names = frozenset(blueprint.name for blueprint in problem_blueprints)
+    segments = frozenset(
+        _first_segment(rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.partition(".")[0] in names
+    )
+    app.extensions[PROBLEM_SURFACES] = ProblemSurfaces(names, segments)
     app.register_error_handler(HTTPException, error_response)
     for error_class in UNAVAILABLE_ERRORS:
         app.register_error_handler(error_class, _storage_error)
