@@ -10,7 +10,7 @@ from idp.models import Client, Tenant, User, db, utcnow
 from idp.runtime import runtime
 from idp.users import paging, policy, service
 from idp.users.passwords import WeakPasswordError
-from idp.users.records import user_record
+from idp.users.records import Record, user_record
 from idp.users.schemas import (
     MAX_OFFSET,
     ChangeOwnPassword,
@@ -89,8 +89,9 @@ def commit(conflict: str = "a user with that username or clientUserId exists") -
         raise ApiProblem(409, "Conflict", conflict) from None
 
 
-def _out(user: User) -> UserOut:
-    return UserOut.model_validate(user_record(user))
+def _out(user: User) -> Record:
+    """The user in the API's shape (``UserOut``), as the CLI prints it too."""
+    return user_record(user)
 
 
 def _weak(exc: WeakPasswordError) -> ApiProblem:
@@ -101,7 +102,7 @@ def _weak(exc: WeakPasswordError) -> ApiProblem:
     "/users", "POST", summary="Create a user", scope="user:create", body=CreateUser,
     response=UserOut, status=201, errors=(409,),
 )  # fmt: skip
-def create_user(token: AccessToken, body: CreateUser) -> UserOut:
+def create_user(token: AccessToken, body: CreateUser) -> Record:
     tenant = tenant_of(token)
     _within_ceiling(token, tenant, body.scopes)
     try:
@@ -130,7 +131,7 @@ def create_user(token: AccessToken, body: CreateUser) -> UserOut:
 @api.route(
     "/users", "GET", summary="List users", scope="user:read", query=ListQuery, response=UserList
 )
-def list_users(token: AccessToken, query: ListQuery) -> UserList:
+def list_users(token: AccessToken, query: ListQuery) -> Record:
     if query.after is not None and query.offset is not None:
         raise ApiProblem(
             400, "Bad Request", "after and offset cannot be combined: after alone continues a list"
@@ -158,17 +159,17 @@ def list_users(token: AccessToken, query: ListQuery) -> UserList:
     next_cursor = None
     if page.next_position is not None:
         next_cursor = paging.encode(cursor_key, tenant.id, filters, page.next_position)
-    return UserList(
-        users=[_out(u) for u in page.users],
-        limit=query.limit,
-        offset=None if after is not None else (query.offset or 0),
-        total=page.total,
-        nextCursor=next_cursor,
-    )
+    return {  # UserList
+        "users": [_out(u) for u in page.users],
+        "limit": query.limit,
+        "offset": None if after is not None else (query.offset or 0),
+        "total": page.total,
+        "nextCursor": next_cursor,
+    }
 
 
 @api.route("/users/me", "GET", summary="The signed-in user", scope="user:self", response=UserOut)
-def me(token: AccessToken) -> UserOut:
+def me(token: AccessToken) -> Record:
     return _out(own_user(token))
 
 
@@ -202,7 +203,7 @@ def _check_current_password(user: User, token: AccessToken, password: str) -> No
     "/users/<user_id>", "GET", summary="Get a user", scope="user:read", response=UserOut,
     errors=(404,),
 )  # fmt: skip
-def get_user(token: AccessToken, user_id: str) -> UserOut:
+def get_user(token: AccessToken, user_id: str) -> Record:
     return _out(user_of(token, user_id))
 
 
@@ -210,7 +211,7 @@ def get_user(token: AccessToken, user_id: str) -> UserOut:
     "/users/<user_id>", "PATCH", summary="Update a user", scope="user:update", body=UpdateUser,
     response=UserOut, errors=(404, 409),
 )  # fmt: skip
-def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> UserOut:
+def update_user(token: AccessToken, body: UpdateUser, user_id: str) -> Record:
     user = user_of(token, user_id)
     _within_ceiling(token, user.tenant, body.scopes)
     try:

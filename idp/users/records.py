@@ -15,7 +15,11 @@ def rfc3339(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def user_record(user: User) -> dict[str, Any]:
+# A response body in its JSON shape, as the API answers it and the CLI prints it.
+Record = dict[str, Any]
+
+
+def user_record(user: User) -> Record:
     return {
         "userId": user.id,
         "clientUserId": user.client_user_id,

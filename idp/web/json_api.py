@@ -4,7 +4,7 @@ model, one RFC 9457 error format, and an operation record the OpenAPI document i
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,11 +117,14 @@ class JsonApi:
         return decorate
 
 
-def _success(result: BaseModel | None, status: int) -> Response:
+def _success(result: BaseModel | Mapping[str, Any] | None, status: int) -> Response:
+    """A view answers a model, or a record already in the response model's JSON shape
+    (one conversion, not two; the OpenAPI document and its tests hold the shape)."""
     if result is None:
         response = Response(status=204)
     else:
-        response = jsonify(result.model_dump(mode="json"))
+        body = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+        response = jsonify(body)
         response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
