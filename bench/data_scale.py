@@ -33,8 +33,9 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from bench_common import HOST, BenchError, log, run, stop_group, tail, wait_until
+from bench_storage import Postgres, Redis
 from password_grant import free_port
-from token_bench import HOST, BenchError, Postgres, Redis, log, run, stop_group, tail, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 CONNECTIONS = 4
