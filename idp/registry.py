@@ -36,6 +36,9 @@ GRANT_TYPES: tuple[str, ...] = tuple(grant.grant_type for grant in GRANTS)
 CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 -- a method name, not a secret
 CLIENT_SECRET_POST = "client_secret_post"  # noqa: S105 -- a method name, not a secret
 PRIVATE_KEY_JWT = "private_key_jwt"
+# RFC 8705 §2: mutual-TLS client authentication.
+TLS_CLIENT_AUTH = "tls_client_auth"
+SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
 SECRET_AUTH_METHODS: tuple[str, ...] = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
 AUTH_METHODS: tuple[str, ...] = (*SECRET_AUTH_METHODS, PRIVATE_KEY_JWT)
 

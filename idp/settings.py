@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 import tomllib
@@ -22,6 +23,10 @@ from idp.errors import ConfigurationError
 from idp.registry import SIGNING_ALGS
 
 AUDIENCE_MODES = ("issuer", "issuer,token_endpoint")
+DPOP_NONCE_MODES = ("off", "required")
+PROFILES = ("fapi2",)
+# RFC 9110 §5.1: a field name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 KEY_STORES = ("file", "database")
 ENV_PREFIX = "IDP_"
 
@@ -57,6 +62,16 @@ class Settings:
     # reuse is still detected.
     audit_retention_days: int = 365
     refresh_reuse_detection_days: int = 30
+    # Sender-constrained tokens (RFC 9449 DPoP, RFC 8705 mutual TLS) and FAPI 2.0.
+    dpop_proof_max_age: int = 300
+    dpop_nonce: str = "off"
+    mtls_cert_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    profile: str | None = None
+
+    @property
+    def dpop_nonce_required(self) -> bool:
+        return self.dpop_nonce == "required"
 
     @property
     def token_endpoint(self) -> str:
@@ -206,6 +221,36 @@ def _parse_kek(name: str, raw: Any) -> str | None:
     return value
 
 
+def _parse_header_name(name: str, raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    if not _HEADER_NAME.fullmatch(value):
+        raise ConfigurationError(f"{name} must be an HTTP header name, got {raw!r}")
+    return value
+
+
+def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
+    """Addresses or CIDRs, each checked and kept in its normal form (``10.0.0.0/8``)."""
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    networks = []
+    for item in (str(entry).strip() for entry in items):
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigurationError(f"{name} must list addresses or CIDRs, got {item!r}") from None
+    return tuple(networks)
+
+
+def _parse_profile(name: str, raw: Any) -> str | None:
+    value = str(raw).strip()
+    if not value:
+        return None
+    return _parse_choice(PROFILES)(name, value)
+
+
 def _check_combination(settings: Settings) -> None:
     if settings.key_store == "database" and settings.keys_encryption_key is None:
         raise ConfigurationError(
@@ -241,6 +286,11 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "database_timeout": _int(1),
     "audit_retention_days": _int(0),
     "refresh_reuse_detection_days": _int(1),
+    "dpop_proof_max_age": _int(1),
+    "dpop_nonce": _parse_choice(DPOP_NONCE_MODES),
+    "mtls_cert_header": _parse_header_name,
+    "trusted_proxies": _parse_networks,
+    "profile": _parse_profile,
 }
 
 

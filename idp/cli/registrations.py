@@ -87,6 +87,20 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
     type=int,
     help="Seconds a used refresh token may be presented again as a retry (default: setting).",
 )
+@click.option(
+    "--resource",
+    "resources",
+    multiple=True,
+    help="An absolute URI the client may ask tokens for (RFC 8707); repeatable.",
+)
+@click.option("--dpop-bound", is_flag=True, help="Every token request must carry a DPoP proof.")
+@click.option("--profile", type=click.Choice(client_admin.PROFILES), help="Follow FAPI 2.0.")
+@click.option("--tls-subject-dn", help="tls_client_auth: the certificate's subject (RFC 4514).")
+@click.option("--tls-san-dns", help="tls_client_auth: a dNSName of the certificate.")
+@click.option("--tls-san-uri", help="tls_client_auth: a uniformResourceIdentifier.")
+@click.option(
+    "--tls-bound-tokens", is_flag=True, help="Bind access tokens to the client certificate."
+)
 @json_option
 def clients_create(
     name: str,
@@ -99,6 +113,13 @@ def clients_create(
     access_token_ttl: int | None,
     refresh_token_ttl: int | None,
     refresh_reuse_grace: int | None,
+    resources: tuple[str, ...],
+    dpop_bound: bool,
+    profile: str | None,
+    tls_subject_dn: str | None,
+    tls_san_dns: str | None,
+    tls_san_uri: str | None,
+    tls_bound_tokens: bool,
     as_json: bool,
 ) -> None:
     """Register a client; a generated client_secret is shown once."""
@@ -113,6 +134,13 @@ def clients_create(
         access_token_ttl=access_token_ttl,
         refresh_token_ttl=refresh_token_ttl,
         refresh_reuse_grace=refresh_reuse_grace,
+        resources=resources,
+        dpop_bound=dpop_bound,
+        profile=profile,
+        tls_subject_dn=tls_subject_dn,
+        tls_san_dns=tls_san_dns,
+        tls_san_uri=tls_san_uri,
+        tls_bound_tokens=tls_bound_tokens,
     )
     client, secret = client_admin.create_client(
         spec, runtime().settings.insecure_jwks_uri, operator()

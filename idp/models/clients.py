@@ -44,6 +44,13 @@ class Client(Base):
     access_token_ttl: Mapped[int | None]
     refresh_token_ttl: Mapped[int | None]
     refresh_reuse_grace: Mapped[int | None]
+    # Sender-constrained and audience-restricted tokens (RFC 9449, 8705, 8707; FAPI 2.0).
+    resources: Mapped[list[str]] = mapped_column(default=list)
+    dpop_bound: Mapped[bool] = mapped_column(default=False)
+    profile: Mapped[str | None] = mapped_column(String(16))
+    tls_subject_dn: Mapped[str | None] = mapped_column(String(1000))
+    tls_san: Mapped[dict[str, Any] | None]  # {"dns": name} or {"uri": uri}
+    tls_bound_tokens: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
@@ -75,6 +82,12 @@ class ClientRegistration:
     access_token_ttl: int | None
     refresh_token_ttl: int | None
     refresh_reuse_grace: int | None
+    resources: tuple[str, ...] = ()
+    dpop_bound: bool = False
+    profile: str | None = None
+    tls_subject_dn: str | None = None
+    tls_san: tuple[str, str] | None = None  # ("dns" or "uri", value)
+    tls_bound_tokens: bool = False
 
     @classmethod
     def of(cls, row: Client, tenant_name: str) -> ClientRegistration:
@@ -91,6 +104,12 @@ class ClientRegistration:
             access_token_ttl=row.access_token_ttl,
             refresh_token_ttl=row.refresh_token_ttl,
             refresh_reuse_grace=row.refresh_reuse_grace,
+            resources=tuple(row.resources or ()),
+            dpop_bound=bool(row.dpop_bound),
+            profile=row.profile,
+            tls_subject_dn=row.tls_subject_dn,
+            tls_san=next(iter(row.tls_san.items())) if row.tls_san else None,
+            tls_bound_tokens=bool(row.tls_bound_tokens),
         )
 
     def check_secret(self, secret: str) -> bool:

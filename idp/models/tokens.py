@@ -26,6 +26,10 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # The login's binding and audience: a refresh must prove possession anew (RFC 9449
+    # §5) and may narrow its resources, never widen them (RFC 8707 §2.2).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
+    resources: Mapped[list[str] | None]
 
 
 class ReplayEntry(Base):

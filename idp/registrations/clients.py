@@ -15,10 +15,19 @@ from idp import audit
 from idp.errors import IdpError
 from idp.models import Client, db
 from idp.models.clients import hash_client_secret
+from idp.mtls.names import normal_subject_dn
 from idp.registrations.cache import bump_clients_version
 from idp.registrations.tenants import require_tenant
-from idp.registry import AUTH_METHODS, GRANT_TYPES, SECRET_AUTH_METHODS, grant_type_named
+from idp.registry import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    PRIVATE_KEY_JWT,
+    SECRET_AUTH_METHODS,
+    TLS_CLIENT_AUTH,
+    grant_type_named,
+)
 from idp.scopes import parse_scope
+from idp.text import is_storable
 from idp.tokens.revocations import Revoker
 
 SECRET_BYTES = 32  # 256 bits
@@ -37,6 +46,19 @@ class ClientSpec:
     access_token_ttl: int | None = None
     refresh_token_ttl: int | None = None
     refresh_reuse_grace: int | None = None
+    resources: tuple[str, ...] = ()
+    dpop_bound: bool = False
+    profile: str | None = None
+    tls_subject_dn: str | None = None
+    tls_san_dns: str | None = None
+    tls_san_uri: str | None = None
+    tls_bound_tokens: bool = False
+
+
+MAX_RESOURCE_LENGTH = 2000
+PROFILES = ("fapi2",)
+# FAPI 2.0 Security Profile §5.3.2.1: no client secrets.
+FAPI2_AUTH_METHODS = (PRIVATE_KEY_JWT,)
 
 
 def new_client_secret() -> str:
@@ -69,6 +91,61 @@ def validate_jwks_uri(uri: str, allow_http: bool) -> str:
     return uri
 
 
+def validate_resources(resources: tuple[str, ...]) -> list[str]:
+    """RFC 8707 §2: each an absolute URI without a fragment; kept once each, in order."""
+    for resource in resources:
+        parts = urlsplit(resource)
+        if (
+            not parts.scheme
+            or not parts.netloc
+            or "#" in resource
+            or len(resource) > MAX_RESOURCE_LENGTH
+            or not is_storable(resource)
+            or any(char.isspace() for char in resource)
+        ):
+            raise IdpError(f"a resource must be an absolute URI, no fragment: {resource!r}")
+    return list(dict.fromkeys(resources))
+
+
+def _validate_profile(spec: ClientSpec, grant_types: list[str]) -> str | None:
+    if spec.profile is None:
+        return None
+    if spec.profile not in PROFILES:
+        raise IdpError(f"profile must be one of {', '.join(PROFILES)}")
+    if spec.auth_method not in FAPI2_AUTH_METHODS:
+        raise IdpError(f"a fapi2 client authenticates with {' or '.join(FAPI2_AUTH_METHODS)}")
+    if "password" in grant_types:
+        raise IdpError("a fapi2 client may not use the password grant")
+    return spec.profile
+
+
+def _validate_tls_identity(spec: ClientSpec) -> tuple[str | None, dict[str, str] | None]:
+    """RFC 8705 §2.1.2: a tls_client_auth client registers exactly one identity."""
+    named = {
+        "--tls-subject-dn": spec.tls_subject_dn,
+        "--tls-san-dns": spec.tls_san_dns,
+        "--tls-san-uri": spec.tls_san_uri,
+    }
+    given = [option for option, value in named.items() if value is not None]
+    if spec.auth_method != TLS_CLIENT_AUTH:
+        if given:
+            raise IdpError(f"{', '.join(given)} only go with {TLS_CLIENT_AUTH}")
+        return None, None
+    if len(given) != 1:
+        raise IdpError(f"{TLS_CLIENT_AUTH} needs exactly one of {', '.join(named)}")
+    if spec.tls_subject_dn is not None:
+        return normal_subject_dn(spec.tls_subject_dn), None
+    if spec.tls_san_dns is not None:
+        return None, {"dns": _tls_name(spec.tls_san_dns)}
+    return None, {"uri": _tls_name(spec.tls_san_uri or "")}
+
+
+def _tls_name(value: str) -> str:
+    if not value or len(value) > MAX_RESOURCE_LENGTH or not value.isprintable():
+        raise IdpError(f"a certificate name must be 1-{MAX_RESOURCE_LENGTH} printable characters")
+    return value
+
+
 def _validate_ttl(name: str, value: int | None, minimum: int) -> int | None:
     if value is not None and value < minimum:
         raise IdpError(f"{name} must be at least {minimum}, got {value}")
@@ -94,6 +171,9 @@ def create_client(
         jwks_uri = validate_jwks_uri(jwks_uri, allow_http_jwks_uri) if jwks_uri else None
     elif jwks is not None or jwks_uri is not None:
         raise IdpError(f"{spec.auth_method} clients take no JWKS; use private_key_jwt")
+    tls_subject_dn, tls_san = _validate_tls_identity(spec)
+    granted = [name for name in grant_types if name]
+    profile = _validate_profile(spec, granted)
     tenant = require_tenant(spec.tenant)
     secret = new_client_secret() if spec.auth_method in SECRET_AUTH_METHODS else None
     client = Client(
@@ -103,11 +183,17 @@ def create_client(
         secret_hash=hash_client_secret(secret) if secret else None,
         jwks=jwks,
         jwks_uri=jwks_uri,
-        grant_types=list(dict.fromkeys(name for name in grant_types if name)),
+        grant_types=list(dict.fromkeys(granted)),
         scopes=parse_scope(spec.scope),
         access_token_ttl=_validate_ttl("access token TTL", spec.access_token_ttl, 1),
         refresh_token_ttl=_validate_ttl("refresh token TTL", spec.refresh_token_ttl, 0),
         refresh_reuse_grace=_validate_ttl("refresh reuse grace", spec.refresh_reuse_grace, 0),
+        resources=validate_resources(spec.resources),
+        dpop_bound=spec.dpop_bound,
+        profile=profile,
+        tls_subject_dn=tls_subject_dn,
+        tls_san=tls_san,
+        tls_bound_tokens=spec.tls_bound_tokens,
     )
     db.session.add(client)
     db.session.flush()
@@ -170,5 +256,11 @@ def client_record(client: Client) -> dict[str, Any]:
         "access_token_ttl": client.access_token_ttl,
         "refresh_token_ttl": client.refresh_token_ttl,
         "refresh_reuse_grace": client.refresh_reuse_grace,
+        "resources": list(client.resources or ()),
+        "dpop_bound": bool(client.dpop_bound),
+        "profile": client.profile,
+        "tls_subject_dn": client.tls_subject_dn,
+        "tls_san": client.tls_san,
+        "tls_bound_tokens": bool(client.tls_bound_tokens),
         "created_at": client.created_at.isoformat(timespec="seconds"),
     }
