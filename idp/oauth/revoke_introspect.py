@@ -68,13 +68,17 @@ class IdpIntrospectionEndpoint(IntrospectionEndpoint):
                 "scope": claims.get("scope", ""),
                 "client_id": claims["client_id"],
                 "sub": claims["sub"],
-                "token_type": "Bearer",
+                # RFC 9449 §6.2: a DPoP-bound token is introspected as type DPoP.
+                "token_type": "DPoP" if "jkt" in claims.get("cnf", {}) else "Bearer",
                 "exp": claims["exp"],
                 "iat": claims["iat"],
                 "iss": claims["iss"],
                 "aud": claims["aud"],
                 "jti": claims["jti"],
             }
+            if "cnf" in claims:
+                # RFC 7800 §3.1 confirmation: the key or certificate the token is bound to.
+                payload["cnf"] = claims["cnf"]
             username = _username(claims["sub"]) if token.token.is_user_token else None
         else:
             row = token.row
